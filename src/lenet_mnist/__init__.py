@@ -1,0 +1,118 @@
+"""lenet-mnist: the classic LeNet-style CNN for MNIST handwritten digits, as a library.
+
+The tutorial's steps, one public function each::
+
+    import lenet_mnist as lm
+
+    lm.configure_gpu()                                   # 1. GPU setup (no-op on CPU)
+    data = lm.load_mnist()                               # 2-5. load, normalize, channel axis
+    model = lm.compile_model(lm.build_lenet("seed"))     # 6-7. the CNN, Adam + cross-entropy
+    history = lm.train(model, data)                      # 8. 10 epochs, validated on test
+    result = lm.predict_digits(model, data.test_images)  # 9. digits and probabilities
+
+Names are imported on first use, so ``import lenet_mnist`` (and the CLI's ``--help``)
+does not start TensorFlow until a function that needs it is used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from lenet_mnist._version import __version__
+
+if TYPE_CHECKING:
+    from lenet_mnist.data import MnistData, cache_dir, class_names, download_mnist, load_mnist
+    from lenet_mnist.errors import (
+        ChecksumError,
+        DataNotFoundError,
+        DownloadError,
+        GPUAlreadyInitializedError,
+        IdxFormatError,
+        LenetMnistError,
+        ModelFileError,
+        UnsafeModelError,
+    )
+    from lenet_mnist.evaluation import EvaluationReport, evaluate_model
+    from lenet_mnist.gpu import configure_gpu
+    from lenet_mnist.idx import decode_idx, encode_idx, read_idx
+    from lenet_mnist.inference import DigitPredictions, predict_digits
+    from lenet_mnist.lenet import LeNet
+    from lenet_mnist.models import build_lenet
+    from lenet_mnist.serialization import load_model, save_model
+    from lenet_mnist.training import compile_model, train
+
+__all__ = [
+    "ChecksumError",
+    "DataNotFoundError",
+    "DigitPredictions",
+    "DownloadError",
+    "EvaluationReport",
+    "GPUAlreadyInitializedError",
+    "IdxFormatError",
+    "LeNet",
+    "LenetMnistError",
+    "MnistData",
+    "ModelFileError",
+    "UnsafeModelError",
+    "__version__",
+    "build_lenet",
+    "cache_dir",
+    "class_names",
+    "compile_model",
+    "configure_gpu",
+    "decode_idx",
+    "download_mnist",
+    "encode_idx",
+    "evaluate_model",
+    "load_mnist",
+    "load_model",
+    "predict_digits",
+    "read_idx",
+    "save_model",
+    "train",
+]
+
+# Public name -> the module defining it.
+_LOCATIONS: dict[str, str] = {
+    "ChecksumError": "errors",
+    "DataNotFoundError": "errors",
+    "DownloadError": "errors",
+    "GPUAlreadyInitializedError": "errors",
+    "IdxFormatError": "errors",
+    "LenetMnistError": "errors",
+    "ModelFileError": "errors",
+    "UnsafeModelError": "errors",
+    "MnistData": "data",
+    "cache_dir": "data",
+    "class_names": "data",
+    "download_mnist": "data",
+    "load_mnist": "data",
+    "EvaluationReport": "evaluation",
+    "evaluate_model": "evaluation",
+    "configure_gpu": "gpu",
+    "decode_idx": "idx",
+    "encode_idx": "idx",
+    "read_idx": "idx",
+    "DigitPredictions": "inference",
+    "predict_digits": "inference",
+    "LeNet": "lenet",
+    "build_lenet": "models",
+    "load_model": "serialization",
+    "save_model": "serialization",
+    "compile_model": "training",
+    "train": "training",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LOCATIONS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'lenet_mnist' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"lenet_mnist.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

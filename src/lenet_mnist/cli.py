@@ -1,0 +1,226 @@
+"""The ``lenet-mnist`` command: parses arguments and calls the library, nothing more.
+
+Every user error (a missing file, bad data, a bad argument value) ends with one line
+``lenet-mnist: error: ...`` on stderr and a non-zero exit status, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import TextIO
+
+from lenet_mnist._version import __version__
+
+__all__ = ["build_parser", "main"]
+
+_PROG = "lenet-mnist"
+
+
+def _add_data_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="directory holding the four MNIST IDX files (.gz or not); default: "
+        "$LENET_MNIST_DATA, else the user cache, else download",
+    )
+    parser.add_argument(
+        "--no-download",
+        action="store_true",
+        help="fail instead of downloading when the data is not found locally",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of the ``lenet-mnist`` command (also used by the docs)."""
+    parser = argparse.ArgumentParser(
+        prog=_PROG,
+        description="Train, evaluate and use the LeNet-style CNN for MNIST handwritten digits.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    train = commands.add_parser(
+        "train",
+        help="train the tutorial's model and report its test accuracy",
+        description="Train a network on MNIST (the tutorial's recipe by default: 10 epochs, "
+        "batch 32, Adam 0.001), validating on the test split every epoch, then save it.",
+    )
+    _add_data_dir(train)
+    train.add_argument(
+        "--variant", default="seed", help="network to build: seed (default) or lenet5"
+    )
+    train.add_argument(
+        "--epochs", type=int, default=10, help="passes over the training set (default 10)"
+    )
+    train.add_argument("--batch-size", type=int, default=32, help="images per step (default 32)")
+    train.add_argument(
+        "--learning-rate", type=float, default=1e-3, help="Adam's step size (default 0.001)"
+    )
+    train.add_argument("--seed", type=int, default=None, help="random seed for a repeatable run")
+    train.add_argument(
+        "--output", default="lenet.keras", help="where to save the model (default lenet.keras)"
+    )
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="report a saved model's accuracy on the test split",
+        description="Load a .keras model and report its accuracy and loss on the 10,000 test images.",
+    )
+    evaluate.add_argument("model", metavar="MODEL", help="a .keras model file")
+    _add_data_dir(evaluate)
+
+    predict = commands.add_parser(
+        "predict",
+        help="recognize digits of test images",
+        description="Print the predicted digit of MNIST test images, with its probability and the runner-up.",
+    )
+    predict.add_argument("--model", required=True, metavar="MODEL", help="a .keras model file")
+    predict.add_argument(
+        "--index",
+        type=int,
+        nargs="+",
+        required=True,
+        metavar="I",
+        help="test image indices (0..9999)",
+    )
+    _add_data_dir(predict)
+
+    commands.add_parser(
+        "info",
+        help="show versions, devices and where the data would be read from",
+        description="Show the versions of lenet-mnist and its dependencies, the devices "
+        "TensorFlow sees, and every place MNIST would be read from.",
+    )
+    return parser
+
+
+def _quiet_tensorflow() -> None:
+    # TensorFlow's C++ start-up chatter (CUDA probing on CPU-only machines) is noise on a
+    # command line; a user who wants it sets TF_CPP_MIN_LOG_LEVEL themselves.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def _load_data(args: argparse.Namespace):  # type: ignore[no-untyped-def]  # noqa: ANN202
+    from lenet_mnist.data import load_mnist
+
+    return load_mnist(args.data_dir, download=not args.no_download)
+
+
+def _cmd_train(args: argparse.Namespace, out: TextIO) -> int:
+    from lenet_mnist.evaluation import evaluate_model
+    from lenet_mnist.models import build_lenet
+    from lenet_mnist.serialization import save_model
+    from lenet_mnist.training import compile_model, train
+
+    data = _load_data(args)
+    model = compile_model(
+        build_lenet(args.variant, seed=args.seed), learning_rate=args.learning_rate
+    )
+    train(
+        model,
+        data,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        verbose=0 if args.quiet else "auto",
+    )
+    report = evaluate_model(model, data)
+    path = save_model(model, args.output)
+    print(f"test accuracy: {report.accuracy:.4f} (loss {report.loss:.4f})", file=out)
+    print(f"model saved to {path}", file=out)
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace, out: TextIO) -> int:
+    from lenet_mnist.evaluation import evaluate_model
+    from lenet_mnist.serialization import load_model
+
+    model = load_model(args.model)
+    report = evaluate_model(model, _load_data(args))
+    print(
+        f"test accuracy: {report.accuracy:.4f} ({report.num_images - len(report.misclassified)}"
+        f"/{report.num_images}), loss {report.loss:.4f}",
+        file=out,
+    )
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace, out: TextIO) -> int:
+    from lenet_mnist.inference import predict_digits
+    from lenet_mnist.serialization import load_model
+
+    model = load_model(args.model)
+    data = _load_data(args)
+    count = len(data.test_images)
+    bad = [i for i in args.index if not 0 <= i < count]
+    if bad:
+        raise ValueError(f"test image indices must be in 0..{count - 1}, got {bad}")
+    result = predict_digits(model, data.test_images[args.index])
+    for row, index in enumerate(args.index):
+        probs = result.probabilities[row]
+        first, second = (int(k) for k in probs.argsort()[::-1][:2])
+        print(
+            f"test[{index}]: {first} (p={probs[first]:.4f}), runner-up {second} "
+            f"(p={probs[second]:.4f}), label {int(data.test_labels[index])}",
+            file=out,
+        )
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace, out: TextIO) -> int:
+    import platform
+
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from lenet_mnist.data import DATASETS, _find_all, data_locations
+
+    print(f"lenet-mnist {__version__}", file=out)
+    print(f"python {platform.python_version()} ({sys.executable})", file=out)
+    print(
+        f"tensorflow {tf.__version__}, keras {keras.__version__}, numpy {np.__version__}", file=out
+    )
+    devices = tf.config.list_physical_devices()
+    print("devices: " + ", ".join(f"{d.name} ({d.device_type})" for d in devices), file=out)
+    for name, spec in DATASETS.items():
+        print(f"{name} data, looked for in this order:", file=out)
+        for source, directory in data_locations(dataset=name):
+            state = "found" if _find_all(directory, spec) is not None else "not found"
+            print(f"  {source}: {directory} ({state})", file=out)
+    return 0
+
+
+_COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO], int]] = {
+    "train": _cmd_train,
+    "evaluate": _cmd_evaluate,
+    "predict": _cmd_predict,
+    "info": _cmd_info,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``lenet-mnist`` command with ``argv`` (default ``sys.argv[1:]``).
+
+    Returns:
+        The exit status: 0 on success, 1 on a user error (reported in one line on
+        stderr), 2 on a usage error (from argparse).
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _quiet_tensorflow()
+    from lenet_mnist.errors import LenetMnistError
+
+    try:
+        return _COMMANDS[args.command](args, sys.stdout)
+    except (LenetMnistError, ValueError, TypeError, OSError, ImportError) as error:
+        message = str(error) or type(error).__name__
+        print(f"{_PROG}: error: {message.splitlines()[0] if message else message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{_PROG}: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,108 @@
+"""The networks, as functional Keras models built by :func:`build_lenet`.
+
+Every variant takes ``(batch, 28, 28, 1)`` float32 images in [0, 1] and returns
+``(batch, num_classes)`` float32 logits (no softmax: the loss applies it). Layers are
+named so weights can be inspected and transferred by name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Final
+
+import keras
+
+__all__ = ["VARIANTS", "build_lenet"]
+
+INPUT_SHAPE: Final = (28, 28, 1)
+
+
+def _check_classes(num_classes: int) -> None:
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int):
+        raise TypeError(f"num_classes must be an int, got {type(num_classes).__name__}")
+    if num_classes < 2:
+        raise ValueError(f"num_classes must be at least 2, got {num_classes}")
+
+
+def _seed_network(num_classes: int) -> keras.Model:
+    inputs = keras.Input(shape=INPUT_SHAPE, name="image")
+    x = keras.layers.Conv2D(32, 3, activation="relu", name="conv1")(inputs)
+    x = keras.layers.MaxPooling2D(2, name="pool1")(x)
+    x = keras.layers.Conv2D(64, 3, activation="relu", name="conv2")(x)
+    x = keras.layers.MaxPooling2D(2, name="pool2")(x)
+    x = keras.layers.Flatten(name="flatten")(x)
+    x = keras.layers.Dense(64, activation="relu", name="fc1")(x)
+    outputs = keras.layers.Dense(num_classes, name="logits", dtype="float32")(x)
+    return keras.Model(inputs, outputs, name="lenet_seed")
+
+
+def _lenet5_network(num_classes: int) -> keras.Model:
+    # LeCun et al. 1998: 32x32 input (MNIST's 28x28 padded by 2), tanh units, average
+    # subsampling. Simplifications, as in most modern reproductions: C3 connects to all
+    # six S2 maps (the paper's sparse table has 1,516 weights, this has 2,416),
+    # subsampling has no trainable coefficients, and the output layer is a dense
+    # layer of logits instead of Euclidean RBF units.
+    inputs = keras.Input(shape=INPUT_SHAPE, name="image")
+    x = keras.layers.ZeroPadding2D(2, name="pad")(inputs)
+    x = keras.layers.Conv2D(6, 5, activation="tanh", name="c1")(x)
+    x = keras.layers.AveragePooling2D(2, name="s2")(x)
+    x = keras.layers.Conv2D(16, 5, activation="tanh", name="c3")(x)
+    x = keras.layers.AveragePooling2D(2, name="s4")(x)
+    x = keras.layers.Conv2D(120, 5, activation="tanh", name="c5")(x)
+    x = keras.layers.Flatten(name="flatten")(x)
+    x = keras.layers.Dense(84, activation="tanh", name="f6")(x)
+    outputs = keras.layers.Dense(num_classes, name="logits", dtype="float32")(x)
+    return keras.Model(inputs, outputs, name="lenet5")
+
+
+#: The variants :func:`build_lenet` builds, with a one-line description each.
+VARIANTS: Final[dict[str, str]] = {
+    "seed": "the tutorial's network: conv32-pool-conv64-pool-dense64-dense10, 121,930 parameters",
+    "lenet5": "LeNet-5 (LeCun et al. 1998) layout on the 28x28 image padded to 32x32, 61,706 parameters",
+}
+
+_BUILDERS: Final[dict[str, Callable[[int], keras.Model]]] = {
+    "seed": _seed_network,
+    "lenet5": _lenet5_network,
+}
+
+
+def build_lenet(
+    variant: str = "seed", *, num_classes: int = 10, seed: int | None = None
+) -> keras.Model:
+    """Build one of the library's networks, untrained.
+
+    Args:
+        variant: ``"seed"``, exactly the tutorial's network (Conv2D 32 3x3 ReLU ->
+            MaxPool 2x2 -> Conv2D 64 3x3 ReLU -> MaxPool 2x2 -> Flatten -> Dense 64 ReLU
+            -> Dense 10 logits; 121,930 parameters), or ``"lenet5"``, LeCun et al.
+            1998's LeNet-5 (published test error 0.95%). See :data:`VARIANTS`.
+        num_classes: Number of output logits.
+        seed: Seed for the initial weights; ``None`` draws them from Keras's global
+            random state (set with ``keras.utils.set_random_seed``).
+
+    Returns:
+        A functional ``keras.Model`` mapping ``(batch, 28, 28, 1)`` float32 images in
+        [0, 1] to ``(batch, num_classes)`` float32 logits.
+
+    Raises:
+        ValueError: Unknown variant (the message lists the valid ones) or
+            ``num_classes < 2``.
+        TypeError: ``num_classes`` or ``seed`` is not an int.
+
+    Example:
+        >>> model = build_lenet("seed", seed=0)
+        >>> model.count_params()
+        121930
+        >>> model.output_shape
+        (None, 10)
+    """
+    builder = _BUILDERS.get(variant) if isinstance(variant, str) else None
+    if builder is None:
+        raise ValueError(f"unknown variant; choose one of {sorted(_BUILDERS)}, got {variant!r}")
+    _check_classes(num_classes)
+    if seed is not None:
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise TypeError(f"seed must be an int or None, got {type(seed).__name__}")
+        keras.utils.set_random_seed(seed)
+    return builder(num_classes)

@@ -1,0 +1,149 @@
+"""Compiling and training, the tutorial's way."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import keras
+import numpy as np
+import numpy.typing as npt
+
+from lenet_mnist._validation import check_positive_int
+from lenet_mnist.data import MnistData
+
+__all__ = ["compile_model", "train"]
+
+Verbose = Literal["auto", 0, 1, 2]
+
+
+def compile_model(model: keras.Model, *, learning_rate: float = 1e-3) -> keras.Model:
+    """Compile ``model`` as the tutorial does: Adam, cross-entropy on logits, accuracy.
+
+    Args:
+        model: A model that outputs logits (no softmax), such as :func:`build_lenet`'s.
+        learning_rate: Adam's step size (the tutorial uses Adam's default, 0.001).
+
+    Returns:
+        The same ``model``, compiled, for chaining.
+
+    Raises:
+        TypeError: ``model`` is not a ``keras.Model``.
+        ValueError: ``learning_rate`` is not a finite positive number.
+
+    Example:
+        >>> from lenet_mnist import build_lenet
+        >>> model = compile_model(build_lenet())
+        >>> model.optimizer.name
+        'adam'
+    """
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"model must be a keras.Model, got {type(model).__name__}")
+    if isinstance(learning_rate, bool) or not isinstance(learning_rate, int | float):
+        raise TypeError(f"learning_rate must be a float, got {type(learning_rate).__name__}")
+    if not (np.isfinite(learning_rate) and learning_rate > 0):
+        raise ValueError(f"learning_rate must be a finite positive number, got {learning_rate!r}")
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=float(learning_rate)),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    return model
+
+
+def _training_arrays(
+    images: npt.NDArray[np.generic], labels: npt.NDArray[np.generic], split: str
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.generic]]:
+    """Check one split and return its images as float32 ``(N, 28, 28, 1)`` in [0, 1]."""
+    images = np.asarray(images)
+    labels = np.asarray(labels)
+    if images.ndim == 3:
+        images = images[..., np.newaxis]
+    if images.ndim != 4 or images.shape[1:] != (28, 28, 1):
+        raise ValueError(
+            f"{split} images must have shape (N, 28, 28) or (N, 28, 28, 1), got {images.shape}"
+        )
+    if labels.ndim != 1 or labels.shape[0] != images.shape[0]:
+        raise ValueError(
+            f"{split} labels must have shape ({images.shape[0]},) to match the images, "
+            f"got {labels.shape}"
+        )
+    if images.shape[0] == 0:
+        raise ValueError(f"{split} split is empty, got 0 images")
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise TypeError(f"{split} labels must be integers, got dtype {labels.dtype}")
+    if images.dtype == np.uint8:
+        return images.astype(np.float32) / np.float32(255.0), labels
+    if not np.issubdtype(images.dtype, np.floating):
+        raise TypeError(f"{split} images must be uint8 or float, got dtype {images.dtype}")
+    return images.astype(np.float32, copy=False), labels
+
+
+def train(
+    model: keras.Model,
+    data: MnistData,
+    *,
+    epochs: int = 10,
+    batch_size: int = 32,
+    seed: int | None = None,
+    verbose: Verbose = "auto",
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+) -> keras.callbacks.History:
+    """Train as the tutorial does: fit on the training split, validate on the test split.
+
+    Shows Keras's progress bar (``verbose``), validates after every epoch, shuffles
+    every epoch. The model must be compiled (see :func:`compile_model`).
+
+    Args:
+        model: A compiled model taking ``(batch, 28, 28, 1)`` images.
+        data: :class:`MnistData`; images float in [0, 1] or uint8 0..255 (scaled by
+            1/255), with or without the channel axis; labels integer class indices.
+        epochs: Passes over the training split.
+        batch_size: Images per gradient step (the tutorial uses Keras's default, 32).
+        seed: Seeds Python's, NumPy's and TensorFlow's random generators first (via
+            ``keras.utils.set_random_seed``) so shuffling repeats; ``None`` leaves them.
+        verbose: Keras's progress display: ``"auto"``, 0 (silent), 1 (bar), 2 (a line
+            per epoch).
+        callbacks: Extra Keras callbacks.
+
+    Returns:
+        The ``keras.callbacks.History``; ``history.history`` maps ``"loss"``,
+        ``"accuracy"``, ``"val_loss"`` and ``"val_accuracy"`` to one float per epoch.
+
+    Raises:
+        TypeError: ``model`` is not a compiled ``keras.Model``, or bad argument types.
+        ValueError: Bad shapes, an empty split, or non-positive ``epochs``/``batch_size``.
+
+    Example:
+        >>> from lenet_mnist import build_lenet, compile_model, load_mnist
+        >>> data = load_mnist()  # doctest: +SKIP
+        >>> history = train(compile_model(build_lenet()), data, epochs=1)  # doctest: +SKIP
+    """
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"model must be a keras.Model, got {type(model).__name__}")
+    if not getattr(model, "compiled", False) or model.optimizer is None:
+        raise TypeError(
+            "model must be compiled first (see lenet_mnist.compile_model), got an uncompiled model"
+        )
+    if not isinstance(data, tuple) or len(data) != 4:
+        raise TypeError(f"data must be an MnistData, got {type(data).__name__}")
+    check_positive_int("epochs", epochs)
+    check_positive_int("batch_size", batch_size)
+    if verbose not in ("auto", 0, 1, 2) or isinstance(verbose, bool):
+        raise ValueError(f"verbose must be 'auto', 0, 1 or 2, got {verbose!r}")
+    train_images, train_labels = _training_arrays(data[0], data[1], "train")
+    test_images, test_labels = _training_arrays(data[2], data[3], "test")
+    if seed is not None:
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise TypeError(f"seed must be an int or None, got {type(seed).__name__}")
+        keras.utils.set_random_seed(seed)
+    return model.fit(
+        train_images,
+        train_labels,
+        epochs=epochs,
+        batch_size=batch_size,
+        validation_data=(test_images, test_labels),
+        shuffle=True,
+        verbose=verbose,
+        callbacks=list(callbacks),
+    )
