@@ -12,7 +12,7 @@ import numpy.typing as npt
 from lenet_mnist.data import MnistData
 from lenet_mnist.inference import predict_digits
 
-__all__ = ["EvaluationReport", "evaluate_model"]
+__all__ = ["EvaluationReport", "evaluate_model", "report_from_logits"]
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,7 @@ class EvaluationReport:
         misclassified: int64 indices into the test split of the wrongly classified
             images, most confident mistake first.
         predictions: ``(N,)`` int64 predicted class of every test image.
+        labels: ``(N,)`` int64 true class of every test image.
         confidences: ``(N,)`` float32 probability of the predicted class.
         class_names: The name of each class.
     """
@@ -44,6 +45,7 @@ class EvaluationReport:
     support: npt.NDArray[np.int64]
     misclassified: npt.NDArray[np.int64]
     predictions: npt.NDArray[np.int64]
+    labels: npt.NDArray[np.int64]
     confidences: npt.NDArray[np.float32]
     class_names: tuple[str, ...]
 
@@ -69,7 +71,23 @@ class EvaluationReport:
         return [(t, p, int(off[t, p])) for t, p in pairs if off[t, p] > 0]
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the report as plain JSON-serializable Python types."""
+        """Return the report as plain JSON-serializable Python types.
+
+        Keys: ``num_images``, ``accuracy``, ``loss``, ``class_names``,
+        ``confusion_matrix`` (rows are true classes), ``per_class`` (precision, recall,
+        F1, support per class), ``misclassified`` (``index``, ``true``, ``predicted``,
+        ``confidence``; most confident mistake first) and ``most_confused`` (the three
+        largest off-diagonal cells).
+
+        Example:
+            >>> import json
+            >>> import numpy as np
+            >>> logits = (np.eye(10)[[3, 5, 5]] * 4).astype(np.float32)
+            >>> report = report_from_logits(logits, np.array([3, 3, 5]))
+            >>> d = json.loads(json.dumps(report.to_dict()))
+            >>> d["misclassified"][0]["true"], d["misclassified"][0]["predicted"]
+            (3, 5)
+        """
         return {
             "num_images": self.num_images,
             "accuracy": self.accuracy,
@@ -89,6 +107,7 @@ class EvaluationReport:
             "misclassified": [
                 {
                     "index": int(i),
+                    "true": int(self.labels[i]),
                     "predicted": int(self.predictions[i]),
                     "confidence": float(self.confidences[i]),
                 }
@@ -108,8 +127,21 @@ def report_from_logits(
 ) -> EvaluationReport:
     """Build an :class:`EvaluationReport` from ``(N, C)`` logits and ``(N,)`` true labels.
 
+    Args:
+        logits: ``(N, C)`` finite raw model outputs (no softmax).
+        labels: ``(N,)`` integer true classes in 0..C-1.
+        class_names: ``C`` names; default ``"0"`` .. ``"C-1"``.
+
     Raises:
-        ValueError: Shapes disagree, the batch is empty, or a label is outside 0..C-1.
+        ValueError: Shapes disagree, the batch is empty, a logit is NaN or infinite, a
+            label is outside 0..C-1, or the number of class names is not C.
+        TypeError: ``class_names`` is not a sequence of str.
+
+    Example:
+        >>> import numpy as np
+        >>> report = report_from_logits(np.eye(10, dtype=np.float32)[[1, 2]], np.array([1, 7]))
+        >>> report.accuracy, report.confusion[7, 2]
+        (0.5, np.int64(1))
     """
     logits64 = np.asarray(logits, dtype=np.float64)
     truth = np.asarray(labels)
@@ -117,13 +149,21 @@ def report_from_logits(
         raise ValueError(
             f"need logits (N, C) and labels (N,) with N >= 1, got {logits64.shape} and {truth.shape}"
         )
+    if not np.isfinite(logits64).all():
+        raise ValueError("logits must be finite, got NaN or infinite values")
     num_classes = logits64.shape[1]
     if not np.issubdtype(truth.dtype, np.integer) or truth.min() < 0 or truth.max() >= num_classes:
         raise ValueError(
             f"labels must be integers in 0..{num_classes - 1}, got {truth.dtype} values"
         )
     truth = truth.astype(np.int64)
-    names = class_names if class_names is not None else tuple(str(i) for i in range(num_classes))
+    if class_names is not None and (
+        isinstance(class_names, str) or not all(isinstance(name, str) for name in class_names)
+    ):
+        raise TypeError(f"class_names must be a sequence of str, got {class_names!r}")
+    names = (
+        tuple(class_names) if class_names is not None else tuple(str(i) for i in range(num_classes))
+    )
     if len(names) != num_classes:
         raise ValueError(f"need {num_classes} class names, got {len(names)}")
     shifted = logits64 - logits64.max(axis=1, keepdims=True)
@@ -152,6 +192,7 @@ def report_from_logits(
         support=support.astype(np.int64),
         misclassified=wrong,
         predictions=predicted,
+        labels=truth,
         confidences=confidence,
         class_names=names,
     )
