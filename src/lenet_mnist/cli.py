@@ -64,6 +64,24 @@ def build_parser() -> argparse.ArgumentParser:
         "--output", default="lenet.keras", help="where to save the model (default lenet.keras)"
     )
     train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.add_argument(
+        "--checkpoint-dir",
+        metavar="DIR",
+        help="save a checkpoint there after every epoch and, if DIR already holds one of "
+        "this run, resume after its last completed epoch",
+    )
+    train.add_argument(
+        "--deterministic",
+        action="store_true",
+        help="bit-identical results for the same --seed on the same machine and versions "
+        "(needs --seed; slower on GPU)",
+    )
+    train.add_argument(
+        "--plot-history",
+        metavar="PATH",
+        help="also draw loss and accuracy per epoch into this image (.png, .pdf, .svg; "
+        "needs the plot extra). The history is always saved as JSON next to the model",
+    )
 
     evaluate = commands.add_parser(
         "evaluate",
@@ -71,6 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Load a .keras model and report its accuracy and loss on the 10,000 test images.",
     )
     evaluate.add_argument("model", metavar="MODEL", help="a .keras model file")
+    evaluate.add_argument(
+        "--report",
+        metavar="DIR",
+        help="write report.json, confusion_matrix.png, misclassified.png and report.md "
+        "into DIR (needs the plot extra)",
+    )
     _add_data_dir(evaluate)
 
     predict = commands.add_parser(
@@ -88,6 +112,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="test image indices (0..9999)",
     )
     _add_data_dir(predict)
+
+    show = commands.add_parser(
+        "show",
+        help="draw the first images of a split with their labels",
+        description="Draw the tutorial's picture: the first N images of a split in rows of "
+        "ten, dark ink on white, each image's label under it (needs the plot extra).",
+    )
+    show.add_argument(
+        "--split", choices=("train", "test"), default="train", help="which split (default train)"
+    )
+    show.add_argument("--n", type=int, default=20, help="how many images (default 20)")
+    show.add_argument(
+        "--output", default="samples.png", help="image file to write (default samples.png)"
+    )
+    _add_data_dir(show)
 
     commands.add_parser(
         "info",
@@ -112,26 +151,39 @@ def _load_data(args: argparse.Namespace):  # type: ignore[no-untyped-def]  # noq
 
 def _cmd_train(args: argparse.Namespace, out: TextIO) -> int:
     from lenet_mnist.evaluation import evaluate_model
+    from lenet_mnist.history import history_path_for, save_history
     from lenet_mnist.models import build_lenet
     from lenet_mnist.serialization import save_model
     from lenet_mnist.training import compile_model, train
 
+    if args.plot_history is not None:
+        from lenet_mnist.plotting import require_matplotlib
+
+        require_matplotlib()  # fail before training, not after
     data = _load_data(args)
     model = compile_model(
         build_lenet(args.variant, seed=args.seed), learning_rate=args.learning_rate
     )
-    train(
+    history = train(
         model,
         data,
         epochs=args.epochs,
         batch_size=args.batch_size,
         seed=args.seed,
         verbose=0 if args.quiet else "auto",
+        checkpoint_dir=args.checkpoint_dir,
+        deterministic=args.deterministic,
     )
     report = evaluate_model(model, data)
     path = save_model(model, args.output)
+    history_file = save_history(history, history_path_for(path))
     print(f"test accuracy: {report.accuracy:.4f} (loss {report.loss:.4f})", file=out)
-    print(f"model saved to {path}", file=out)
+    print(f"model saved to {path}, training history to {history_file}", file=out)
+    if args.plot_history is not None:
+        from lenet_mnist.plotting import plot_history
+
+        plot_history(history, args.plot_history)
+        print(f"training curves drawn in {args.plot_history}", file=out)
     return 0
 
 
@@ -139,13 +191,48 @@ def _cmd_evaluate(args: argparse.Namespace, out: TextIO) -> int:
     from lenet_mnist.evaluation import evaluate_model
     from lenet_mnist.serialization import load_model
 
+    if args.report is not None:
+        from lenet_mnist.plotting import require_matplotlib
+
+        require_matplotlib()  # fail before evaluating, not after
     model = load_model(args.model)
-    report = evaluate_model(model, _load_data(args))
+    data = _load_data(args)
+    report = evaluate_model(model, data)
     print(
         f"test accuracy: {report.accuracy:.4f} ({report.num_images - len(report.misclassified)}"
         f"/{report.num_images}), loss {report.loss:.4f}",
         file=out,
     )
+    if args.report is not None:
+        from lenet_mnist.plotting import write_report
+
+        files = write_report(report, data, args.report, title=f"Evaluation of {args.model}")
+        names = report.class_names
+        pairs = ", ".join(
+            f"{names[t]} taken for {names[p]} ({c}x)" for t, p, c in report.most_confused(3)
+        )
+        print(f"most confused: {pairs or 'none'}", file=out)
+        print(f"report written to {files['report.md'].parent}: {', '.join(files)}", file=out)
+    return 0
+
+
+def _cmd_show(args: argparse.Namespace, out: TextIO) -> int:
+    from lenet_mnist.data import load_mnist
+    from lenet_mnist.plotting import plot_samples, require_matplotlib
+
+    if args.n < 1:
+        raise ValueError(f"--n must be at least 1, got {args.n}")
+    require_matplotlib()
+    # Raw bytes: a quarter of the memory of float32, and plot_samples takes uint8.
+    data = load_mnist(args.data_dir, download=not args.no_download, normalize=False)
+    images, labels = (
+        (data.train_images, data.train_labels)
+        if args.split == "train"
+        else (data.test_images, data.test_labels)
+    )
+    plot_samples(images, labels, n=args.n, path=args.output)
+    shown = min(args.n, len(images))
+    print(f"the first {shown} {args.split} images, labelled, drawn in {args.output}", file=out)
     return 0
 
 
@@ -199,6 +286,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO], int]] = {
     "train": _cmd_train,
     "evaluate": _cmd_evaluate,
     "predict": _cmd_predict,
+    "show": _cmd_show,
     "info": _cmd_info,
 }
 

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Literal
 
 import keras
 import numpy as np
 import numpy.typing as npt
+import tensorflow as tf
 
 from lenet_mnist._validation import check_positive_int
+from lenet_mnist.checkpoint import prepare_run
 from lenet_mnist.data import MnistData
+from lenet_mnist.distribute import check_model_strategy
 
 __all__ = ["compile_model", "train"]
 
@@ -88,6 +92,9 @@ def train(
     seed: int | None = None,
     verbose: Verbose = "auto",
     callbacks: Sequence[keras.callbacks.Callback] = (),
+    checkpoint_dir: str | os.PathLike[str] | None = None,
+    deterministic: bool = False,
+    strategy: tf.distribute.Strategy | None = None,
 ) -> keras.callbacks.History:
     """Train as the tutorial does: fit on the training split, validate on the test split.
 
@@ -105,14 +112,36 @@ def train(
         verbose: Keras's progress display: ``"auto"``, 0 (silent), 1 (bar), 2 (a line
             per epoch).
         callbacks: Extra Keras callbacks.
+        checkpoint_dir: Save the model, optimizer state, epoch and history there after
+            every epoch, atomically (see :mod:`lenet_mnist.checkpoint`). If it already
+            holds a checkpoint of this run, training resumes after its last completed
+            epoch (a run already ``epochs`` long does not train again; a larger
+            ``epochs`` extends it). With a ``seed``, a resumed run ends with exactly the
+            weights of an uninterrupted one.
+        deterministic: Needs ``seed``. Also calls
+            ``tf.config.experimental.enable_op_determinism()`` -- global and
+            irreversible for the process -- so two runs with the same seed, data,
+            hardware and library versions give bit-identical weights and history on
+            CPU. On a GPU, TensorFlow promises the same for the ops this network uses
+            (run to run on the same GPU model, driver and CUDA/cuDNN versions), slower;
+            nothing is promised across different machines, CPU vs GPU, or versions.
+        strategy: Train data-parallel with this ``tf.distribute.Strategy`` (see
+            :mod:`lenet_mnist.distribute`). The model must have been created and compiled
+            inside ``strategy.scope()``; ``batch_size`` is then the global batch, split
+            evenly between the ``strategy.num_replicas_in_sync`` replicas.
 
     Returns:
         The ``keras.callbacks.History``; ``history.history`` maps ``"loss"``,
-        ``"accuracy"``, ``"val_loss"`` and ``"val_accuracy"`` to one float per epoch.
+        ``"accuracy"``, ``"val_loss"`` and ``"val_accuracy"`` to one float per epoch
+        (every epoch of the run, including those done before a resume).
 
     Raises:
         TypeError: ``model`` is not a compiled ``keras.Model``, or bad argument types.
-        ValueError: Bad shapes, an empty split, or non-positive ``epochs``/``batch_size``.
+        ValueError: Bad shapes, an empty split, or non-positive ``epochs``/``batch_size``;
+            ``deterministic`` without ``seed``; a checkpoint in ``checkpoint_dir``
+            written with another architecture, optimizer, batch size, seed or training
+            set size; a model not created in ``strategy``'s scope, or a
+            ``batch_size`` that is not a multiple of its number of replicas.
 
     Example:
         >>> from lenet_mnist import build_lenet, compile_model, load_mnist
@@ -131,19 +160,38 @@ def train(
     check_positive_int("batch_size", batch_size)
     if verbose not in ("auto", 0, 1, 2) or isinstance(verbose, bool):
         raise ValueError(f"verbose must be 'auto', 0, 1 or 2, got {verbose!r}")
+    if strategy is not None:
+        check_model_strategy(model, strategy)
+        replicas = int(strategy.num_replicas_in_sync)
+        if batch_size % replicas:
+            raise ValueError(
+                f"batch_size must be a multiple of the strategy's {replicas} replicas, "
+                f"got {batch_size}"
+            )
     train_images, train_labels = _training_arrays(data[0], data[1], "train")
     test_images, test_labels = _training_arrays(data[2], data[3], "test")
     if seed is not None:
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise TypeError(f"seed must be an int or None, got {type(seed).__name__}")
         keras.utils.set_random_seed(seed)
-    return model.fit(
+    run = prepare_run(
+        model,
         train_images,
         train_labels,
         epochs=epochs,
         batch_size=batch_size,
-        validation_data=(test_images, test_labels),
-        shuffle=True,
-        verbose=verbose,
-        callbacks=list(callbacks),
+        seed=seed,
+        checkpoint_dir=checkpoint_dir,
+        deterministic=deterministic,
     )
+    if run.finished is not None:
+        return run.finished
+    history = model.fit(
+        *run.inputs,
+        epochs=epochs,
+        validation_data=(test_images, test_labels),
+        verbose=verbose,
+        callbacks=[*callbacks, *run.callbacks],
+        **run.fit_args,
+    )
+    return run.finish(history)
