@@ -1,0 +1,124 @@
+"""Data-parallel training on several devices with ``tf.distribute``, through Keras.
+
+Nothing here distributes anything itself: Keras's ``fit`` runs each step on every
+replica of the strategy the model was *created* under, splits each global batch
+between them and all-reduces the gradients. What a caller must do is create the model
+(and compile it) inside ``strategy.scope()``, so its variables are mirrored::
+
+    strategy = make_strategy("mirrored")          # every local GPU, else the CPU
+    with strategy.scope():
+        model = compile_model(build_lenet())
+    train(model, data, strategy=strategy, batch_size=64)   # 32 per replica on 2 devices
+
+:func:`check_model_strategy` (which :func:`lenet_mnist.train` calls) refuses a model
+whose variables were created outside the strategy, which would otherwise silently
+train on one device.
+
+``MultiWorkerMirroredStrategy`` (several processes or machines) is not offered: with
+Keras 3 (checked with 3.15.1 on TensorFlow 2.21), ``Model.fit`` fails in its first
+step on every worker; see the Deploy page of the documentation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from typing import Final, Literal
+
+import keras
+import tensorflow as tf
+
+__all__ = [
+    "STRATEGIES",
+    "DistributeName",
+    "check_model_strategy",
+    "make_strategy",
+    "strategy_scope",
+]
+
+DistributeName = Literal["mirrored"]
+
+#: The strategies :func:`make_strategy` makes, with a one-line description each.
+STRATEGIES: Final[dict[str, str]] = {
+    "mirrored": "tf.distribute.MirroredStrategy: one replica per local GPU (or the CPU), "
+    "synchronous all-reduce",
+}
+
+
+def make_strategy(
+    name: DistributeName | str, *, devices: Sequence[str] | None = None
+) -> tf.distribute.Strategy:
+    """Make a ``tf.distribute`` strategy by name.
+
+    Args:
+        name: ``"mirrored"``: ``tf.distribute.MirroredStrategy``, synchronous data
+            parallelism over the devices of this machine.
+        devices: The devices to mirror over, such as ``["/cpu:0", "/cpu:1"]``;
+            ``None`` lets TensorFlow take every local GPU, or the CPU when there is none.
+
+    Returns:
+        The strategy; ``strategy.num_replicas_in_sync`` says how many replicas share
+        each global batch.
+
+    Raises:
+        ValueError: Unknown ``name``, or an empty ``devices``.
+        TypeError: ``devices`` is not a sequence of device-name strings.
+
+    Example:
+        >>> make_strategy("mirrored", devices=["/cpu:0"]).num_replicas_in_sync
+        1
+    """
+    if not isinstance(name, str) or name not in STRATEGIES:
+        raise ValueError(f"unknown strategy; choose one of {sorted(STRATEGIES)}, got {name!r}")
+    if devices is not None:
+        if isinstance(devices, str) or not all(isinstance(d, str) for d in devices):
+            raise TypeError(f"devices must be a sequence of device names, got {devices!r}")
+        if len(devices) == 0:
+            raise ValueError("devices must name at least one device, got an empty sequence")
+        return tf.distribute.MirroredStrategy(list(devices))
+    return tf.distribute.MirroredStrategy()
+
+
+def strategy_scope(strategy: tf.distribute.Strategy | None) -> AbstractContextManager[object]:
+    """Return ``strategy.scope()``, or a do-nothing context when ``strategy`` is ``None``.
+
+    Example:
+        >>> with strategy_scope(None):
+        ...     pass
+    """
+    if strategy is None:
+        return contextlib.nullcontext()
+    if not isinstance(strategy, tf.distribute.Strategy):
+        raise TypeError(f"strategy must be a tf.distribute.Strategy, got {type(strategy).__name__}")
+    scope: AbstractContextManager[object] = strategy.scope()
+    return scope
+
+
+def check_model_strategy(model: keras.Model, strategy: tf.distribute.Strategy) -> None:
+    """Check that ``model``'s variables were created inside ``strategy.scope()``.
+
+    Args:
+        model: A built model.
+        strategy: The strategy it is to be trained with.
+
+    Raises:
+        TypeError: ``strategy`` is not a ``tf.distribute.Strategy``.
+        ValueError: The model has no variables, or some were created outside the
+            strategy's scope (the message says how to create it instead).
+    """
+    if not isinstance(strategy, tf.distribute.Strategy):
+        raise TypeError(f"strategy must be a tf.distribute.Strategy, got {type(strategy).__name__}")
+    variables = list(model.variables)
+    if not variables:
+        raise ValueError("model has no variables yet; build it inside strategy.scope(), got none")
+    extended = strategy.extended
+    outside = [
+        v.path for v in variables if not extended.variable_created_in_scope(getattr(v, "value", v))
+    ]
+    if outside:
+        raise ValueError(
+            f"the model must be created and compiled inside strategy.scope() of the "
+            f"{type(strategy).__name__} it is trained with, so its variables are "
+            f"mirrored; got {len(outside)} variables created outside it, such as {outside[0]!r}"
+        )
