@@ -399,7 +399,7 @@ def _read_cache(
             path.unlink(missing_ok=True)
             if not download:
                 return None
-            _download_file(spec.files[role], path.parent, spec.mirrors)
+            _download_file(spec.files[role], path.parent, _mirrors_from_env(spec))
             fresh = _find_file(path.parent, spec.files[role])
             if fresh is None:  # pragma: no cover - _download_file raises instead
                 raise DownloadError(f"download of {spec.files[role].name} failed") from None
