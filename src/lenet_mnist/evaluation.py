@@ -169,7 +169,8 @@ def report_from_logits(
     shifted = logits64 - logits64.max(axis=1, keepdims=True)
     log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
     probs = np.exp(log_probs)
-    predicted = probs.argmax(axis=1).astype(np.int64)
+    # argmax of the logits, not of their rounded softmax: exact, even for near-ties.
+    predicted = logits64.argmax(axis=1).astype(np.int64)
     confidence = probs[np.arange(len(predicted)), predicted].astype(np.float32)
     confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
     np.add.at(confusion, (truth, predicted), 1)

@@ -20,6 +20,7 @@ __all__ = ["as_history_dict", "history_path_for", "load_history", "save_history"
 
 _HISTORY_SUFFIX: Final = ".history.json"
 _MAX_HISTORY_BYTES: Final = 16 * 1024 * 1024
+_FILE_MODE: Final = 0o644
 
 
 def as_history_dict(history: Any) -> dict[str, list[float]]:
@@ -128,6 +129,8 @@ def save_history(history: Any, path: str | os.PathLike[str]) -> Path:
         with os.fdopen(fd, "w", encoding="utf-8") as file:
             json.dump(strict, file, indent=2, allow_nan=False)
             file.write("\n")
+        # mkstemp makes the file owner-only; keep the mode of the file replaced, if any.
+        tmp.chmod(target.stat().st_mode & 0o777 if target.exists() else _FILE_MODE)
         tmp.replace(target)
     finally:
         tmp.unlink(missing_ok=True)

@@ -48,14 +48,19 @@ __all__ = [
 
 _INSTALL_HINT: Final = 'plotting needs matplotlib: pip install "lenet-mnist[plot]"'
 _DPI: Final = 100
+_FILE_MODE: Final = 0o644
 _FORMATS: Final = {".png": "png", ".pdf": "pdf", ".svg": "svg"}
 _WRONG: Final = "tab:red"
 _RIGHT: Final = "black"
 # The tutorial's grid: 2 inches per column and 5 per row (20 x 10 inches for 2 x 10).
 _CELL_WIDTH: Final = 2.0
 _SAMPLE_ROW_HEIGHT: Final = 5.0
-# The mistakes grid carries two caption lines and no tutorial to match, so rows are tight.
-_MISTAKE_ROW_HEIGHT: Final = 2.9
+# The mistakes grid has no tutorial to match: rows just fit an image and three caption lines.
+_MISTAKE_ROW_HEIGHT: Final = 3.0
+_TITLE_HEIGHT: Final = 0.5
+_CAPTION_SIZE: Final = 14
+# About as many characters of a 14-point caption as fit under a 2-inch image.
+_CAPTION_CHARS: Final = 16
 
 
 def require_matplotlib() -> ModuleType:
@@ -111,6 +116,8 @@ def _atomic_write(target: Path, write: Callable[[Path], object]) -> Path:
     tmp = Path(tmp_name)
     try:
         write(tmp)
+        # mkstemp makes the file owner-only; a report is meant to be shared like any file.
+        tmp.chmod(target.stat().st_mode & 0o777 if target.exists() else _FILE_MODE)
         tmp.replace(target)
     finally:
         tmp.unlink(missing_ok=True)
@@ -160,7 +167,8 @@ def _image_grid(
     count = len(pixels)
     ncols = min(ncols, count)
     nrows = math.ceil(count / ncols)
-    figure = _new_figure(_CELL_WIDTH * ncols, row_height * nrows)
+    height = row_height * nrows + (_TITLE_HEIGHT if title else 0.0)
+    figure = _new_figure(_CELL_WIDTH * ncols, height)
     axes = figure.subplots(nrows, ncols, squeeze=False)
     for k, ax in enumerate(axes.flat):
         if k >= count:
@@ -170,7 +178,7 @@ def _image_grid(
         ax.imshow(pixels[k], cmap="binary", vmin=0.0, vmax=1.0, interpolation="nearest")
         ax.set_xticks([])
         ax.set_yticks([])
-        ax.set_xlabel(captions[k], color=colors[k], fontsize=14)
+        ax.set_xlabel(captions[k], color=colors[k], fontsize=_CAPTION_SIZE)
         if colors[k] != _RIGHT:
             for spine in ax.spines.values():
                 spine.set_edgecolor(colors[k])
@@ -178,6 +186,12 @@ def _image_grid(
     if title:
         figure.suptitle(title, fontsize=16)
     return figure
+
+
+def _mistake_caption(true: str, predicted: str) -> str:
+    one_line = f"{true} → {predicted}"
+    # Long class names (Fashion-MNIST) would run into the neighbouring caption.
+    return one_line if len(one_line) <= _CAPTION_CHARS else f"{true}\n→ {predicted}"
 
 
 def plot_samples(
@@ -196,7 +210,8 @@ def plot_samples(
     The tutorial's look: 2 x 10 images on a 20 x 10 inch figure (2 inches per column,
     5 per row), no ticks, the ``binary`` colour map (dark ink on white), the label as
     each image's x-axis label. With ``predictions``, a correct image keeps its black
-    label and a wrong one gets a red frame and a red ``label → predicted`` caption.
+    label and a wrong one gets a red frame and a red ``label → predicted`` caption
+    (on two lines when long).
 
     Args:
         images: ``(N, 28, 28)`` or ``(N, 28, 28, 1)``; uint8 0..255 or float in [0, 1]
@@ -253,7 +268,7 @@ def plot_samples(
             captions.append(label)
             colors.append(_RIGHT)
         else:
-            captions.append(f"{label} → {names[guessed[k]]}")
+            captions.append(_mistake_caption(label, names[guessed[k]]))
             colors.append(_WRONG)
     figure = _image_grid(
         pixels[:shown], captions, colors, ncols=ncols, row_height=_SAMPLE_ROW_HEIGHT, title=title
@@ -339,7 +354,7 @@ def plot_confusion_matrix(
         path: Also write the figure here (``.png``, ``.pdf`` or ``.svg``).
 
     Returns:
-        The Figure, 9 x 8 inches (900 x 800 pixels) for 10 classes.
+        The Figure, 9.5 x 8.5 inches (950 x 850 pixels) for 10 short class names.
 
     Raises:
         ImportError: matplotlib is missing (names the ``plot`` extra).
@@ -372,6 +387,10 @@ def plot_confusion_matrix(
     image = ax.imshow(confusion, cmap=cmap, norm=norm, interpolation="nearest")
     colorbar = figure.colorbar(image, ax=ax, shrink=0.85)
     colorbar.set_label("images (log scale above 1)", fontsize=11)
+    # Plain counts, not symlog's default 10^k labels: readers count images, not exponents.
+    top = max(1.0, float(confusion.max()))
+    ticks = [0.0] + [10.0**k for k in range(int(math.log10(top)) + 1)]
+    colorbar.set_ticks(ticks, labels=[f"{t:.0f}" for t in ticks])
     for t in range(num_classes):
         for p in range(num_classes):
             count = int(confusion[t, p])
@@ -384,12 +403,12 @@ def plot_confusion_matrix(
                 str(count),
                 ha="center",
                 va="center",
-                fontsize=9 if count < 1000 else 8,
+                fontsize=10 if count < 1000 else 9,
                 color="white" if shade > 0.6 else "black",
             )
-    ticks = np.arange(num_classes)
-    ax.set_xticks(ticks, labels=report.class_names, fontsize=11)
-    ax.set_yticks(ticks, labels=report.class_names, fontsize=11)
+    positions = np.arange(num_classes)
+    ax.set_xticks(positions, labels=report.class_names, fontsize=11)
+    ax.set_yticks(positions, labels=report.class_names, fontsize=11)
     if longest > 2:
         ax.tick_params(axis="x", labelrotation=45)
         for label in ax.get_xticklabels():
@@ -435,8 +454,8 @@ def plot_misclassified(
         path: Also write the figure here (``.png``, ``.pdf`` or ``.svg``).
 
     Returns:
-        The Figure (2 inches per column, 2.9 per row); a figure saying so if the model
-        makes no mistake.
+        The Figure (2 inches per column, 3 per row, 0.5 for the title); a figure saying
+        so if the model makes no mistake.
 
     Raises:
         ImportError: matplotlib is missing (names the ``plot`` extra).
@@ -486,8 +505,8 @@ def plot_misclassified(
     pixels = as_model_input(np.asarray(data.test_images)[chosen])[..., 0]
     names = report.class_names
     captions = [
-        f"{names[report.labels[i]]} → {names[report.predictions[i]]}\n"
-        f"p = {report.confidences[i]:.2f}"
+        _mistake_caption(names[report.labels[i]], names[report.predictions[i]]) + "\n"
+        f"p = {report.confidences[i]:.3f}"
         for i in chosen
     ]
     title = (
