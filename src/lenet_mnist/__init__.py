@@ -34,6 +34,7 @@ if TYPE_CHECKING:
         UnsafeModelError,
     )
     from lenet_mnist.evaluation import EvaluationReport, evaluate_model
+    from lenet_mnist.export import export_model
     from lenet_mnist.gpu import configure_gpu
     from lenet_mnist.idx import decode_idx, encode_idx, read_idx
     from lenet_mnist.inference import DigitPredictions, predict_digits
@@ -65,6 +66,7 @@ __all__ = [
     "download_mnist",
     "encode_idx",
     "evaluate_model",
+    "export_model",
     "load_mnist",
     "load_model",
     "predict_digits",
@@ -90,6 +92,7 @@ _LOCATIONS: dict[str, str] = {
     "load_mnist": "data",
     "EvaluationReport": "evaluation",
     "evaluate_model": "evaluation",
+    "export_model": "export",
     "configure_gpu": "gpu",
     "decode_idx": "idx",
     "encode_idx": "idx",

@@ -33,6 +33,16 @@ def _add_data_dir(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_dataset(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--dataset",
+        choices=("mnist", "fashion"),
+        default="mnist",
+        help="mnist (handwritten digits, default) or fashion (Fashion-MNIST; found in "
+        "$LENET_MNIST_FASHION_DATA, /usr/share/datasets/fashion-mnist or the cache)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the ``lenet-mnist`` command (also used by the docs)."""
     parser = argparse.ArgumentParser(
@@ -65,6 +75,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.add_argument(
+        "--distribute",
+        choices=("mirrored",),
+        default=None,
+        help="train data-parallel: mirrored = tf.distribute.MirroredStrategy over every "
+        "local GPU (else the CPU); --batch-size is then the global batch",
+    )
+    _add_dataset(train)
+    train.add_argument(
         "--checkpoint-dir",
         metavar="DIR",
         help="save a checkpoint there after every epoch and, if DIR already holds one of "
@@ -89,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Load a .keras model and report its accuracy and loss on the 10,000 test images.",
     )
     evaluate.add_argument("model", metavar="MODEL", help="a .keras model file")
+    _add_dataset(evaluate)
     evaluate.add_argument(
         "--report",
         metavar="DIR",
@@ -126,7 +145,39 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument(
         "--output", default="samples.png", help="image file to write (default samples.png)"
     )
+    _add_dataset(show)
     _add_data_dir(show)
+
+    export = commands.add_parser(
+        "export",
+        help="export a model for serving: SavedModel, LiteRT (.tflite) or ONNX",
+        description="Convert a .keras model to a SavedModel directory, a LiteRT .tflite file "
+        "(optionally int8-quantized, calibrated on training images) or an .onnx file. "
+        "Every export takes float32 images in [0, 1] named 'image' and returns 'logits' "
+        "and 'probabilities'.",
+    )
+    export.add_argument("model", metavar="MODEL", help="a .keras model file")
+    export.add_argument(
+        "--format",
+        required=True,
+        choices=("saved_model", "tflite", "onnx"),
+        help="saved_model (directory), tflite (LiteRT) or onnx (needs the onnx extra)",
+    )
+    export.add_argument("--output", required=True, metavar="PATH", help="where to write it")
+    export.add_argument(
+        "--int8",
+        action="store_true",
+        help="tflite only: quantize to int8, calibrated on training images",
+    )
+    export.add_argument(
+        "--calibration-images",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="with --int8: how many training images, drawn with a fixed seed (default 1000)",
+    )
+    _add_dataset(export)
+    _add_data_dir(export)
 
     commands.add_parser(
         "info",
@@ -146,10 +197,14 @@ def _quiet_tensorflow() -> None:
 def _load_data(args: argparse.Namespace):  # type: ignore[no-untyped-def]  # noqa: ANN202
     from lenet_mnist.data import load_mnist
 
-    return load_mnist(args.data_dir, download=not args.no_download)
+    return load_mnist(
+        args.data_dir, download=not args.no_download, dataset=getattr(args, "dataset", "mnist")
+    )
 
 
 def _cmd_train(args: argparse.Namespace, out: TextIO) -> int:
+    from lenet_mnist.data import class_names
+    from lenet_mnist.distribute import make_strategy, strategy_scope
     from lenet_mnist.evaluation import evaluate_model
     from lenet_mnist.history import history_path_for, save_history
     from lenet_mnist.models import build_lenet
@@ -161,9 +216,11 @@ def _cmd_train(args: argparse.Namespace, out: TextIO) -> int:
 
         require_matplotlib()  # fail before training, not after
     data = _load_data(args)
-    model = compile_model(
-        build_lenet(args.variant, seed=args.seed), learning_rate=args.learning_rate
-    )
+    strategy = make_strategy(args.distribute) if args.distribute else None
+    with strategy_scope(strategy):
+        model = compile_model(
+            build_lenet(args.variant, seed=args.seed), learning_rate=args.learning_rate
+        )
     history = train(
         model,
         data,
@@ -173,8 +230,9 @@ def _cmd_train(args: argparse.Namespace, out: TextIO) -> int:
         verbose=0 if args.quiet else "auto",
         checkpoint_dir=args.checkpoint_dir,
         deterministic=args.deterministic,
+        strategy=strategy,
     )
-    report = evaluate_model(model, data)
+    report = evaluate_model(model, data, class_names=class_names(args.dataset))
     path = save_model(model, args.output)
     history_file = save_history(history, history_path_for(path))
     print(f"test accuracy: {report.accuracy:.4f} (loss {report.loss:.4f})", file=out)
@@ -188,6 +246,7 @@ def _cmd_train(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace, out: TextIO) -> int:
+    from lenet_mnist.data import class_names
     from lenet_mnist.evaluation import evaluate_model
     from lenet_mnist.serialization import load_model
 
@@ -197,7 +256,7 @@ def _cmd_evaluate(args: argparse.Namespace, out: TextIO) -> int:
         require_matplotlib()  # fail before evaluating, not after
     model = load_model(args.model)
     data = _load_data(args)
-    report = evaluate_model(model, data)
+    report = evaluate_model(model, data, class_names=class_names(args.dataset))
     print(
         f"test accuracy: {report.accuracy:.4f} ({report.num_images - len(report.misclassified)}"
         f"/{report.num_images}), loss {report.loss:.4f}",
@@ -217,20 +276,22 @@ def _cmd_evaluate(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _cmd_show(args: argparse.Namespace, out: TextIO) -> int:
-    from lenet_mnist.data import load_mnist
+    from lenet_mnist.data import class_names, load_mnist
     from lenet_mnist.plotting import plot_samples, require_matplotlib
 
     if args.n < 1:
         raise ValueError(f"--n must be at least 1, got {args.n}")
     require_matplotlib()
     # Raw bytes: a quarter of the memory of float32, and plot_samples takes uint8.
-    data = load_mnist(args.data_dir, download=not args.no_download, normalize=False)
+    data = load_mnist(
+        args.data_dir, download=not args.no_download, normalize=False, dataset=args.dataset
+    )
     images, labels = (
         (data.train_images, data.train_labels)
         if args.split == "train"
         else (data.test_images, data.test_labels)
     )
-    plot_samples(images, labels, n=args.n, path=args.output)
+    plot_samples(images, labels, n=args.n, path=args.output, class_names=class_names(args.dataset))
     shown = min(args.n, len(images))
     print(f"the first {shown} {args.split} images, labelled, drawn in {args.output}", file=out)
     return 0
@@ -255,6 +316,24 @@ def _cmd_predict(args: argparse.Namespace, out: TextIO) -> int:
             f"(p={probs[second]:.4f}), label {int(data.test_labels[index])}",
             file=out,
         )
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace, out: TextIO) -> int:
+    from lenet_mnist.export import calibration_sample, export_model
+    from lenet_mnist.serialization import load_model
+
+    model = load_model(args.model)
+    calibration = (
+        calibration_sample(_load_data(args).train_images, args.calibration_images)
+        if args.int8 and args.format == "tflite"
+        else None
+    )
+    path = export_model(
+        model, args.output, args.format, int8=args.int8, calibration_images=calibration
+    )
+    kind = f"{args.format} (int8)" if args.int8 else args.format
+    print(f"{kind} model written to {path}", file=out)
     return 0
 
 
@@ -287,6 +366,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO], int]] = {
     "evaluate": _cmd_evaluate,
     "predict": _cmd_predict,
     "show": _cmd_show,
+    "export": _cmd_export,
     "info": _cmd_info,
 }
 
