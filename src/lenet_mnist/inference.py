@@ -111,13 +111,20 @@ def as_model_input(images: npt.ArrayLike) -> npt.NDArray[np.float32]:
 def _predictor(model: keras.Model) -> _Predictor:
     predictor = _PREDICTORS.get(model)
     if predictor is None:
+        # A weak reference: a strong one in the cached value would keep the key, and so
+        # every model ever passed to predict_digits, alive forever.
+        model_ref = weakref.ref(model)
 
         @tf.function(  # type: ignore[untyped-decorator]
             input_signature=[tf.TensorSpec(shape=(None, 28, 28, 1), dtype=tf.float32)],
             reduce_retracing=True,
         )
         def run(batch: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-            logits = tf.cast(model(batch, training=False), tf.float32)
+            # Only traced from predict_digits, which holds the model, so it is alive.
+            live = model_ref()
+            if live is None:  # pragma: no cover
+                raise ReferenceError("the model of this predictor was deleted")
+            logits = tf.cast(live(batch, training=False), tf.float32)
             return logits, tf.nn.softmax(logits, axis=-1)
 
         predictor = run
