@@ -36,10 +36,18 @@ if TYPE_CHECKING:
     from lenet_mnist.evaluation import EvaluationReport, evaluate_model
     from lenet_mnist.export import export_model
     from lenet_mnist.gpu import configure_gpu
+    from lenet_mnist.history import load_history, save_history
     from lenet_mnist.idx import decode_idx, encode_idx, read_idx
     from lenet_mnist.inference import DigitPredictions, predict_digits
     from lenet_mnist.lenet import LeNet
     from lenet_mnist.models import build_lenet
+    from lenet_mnist.plotting import (
+        plot_confusion_matrix,
+        plot_history,
+        plot_misclassified,
+        plot_samples,
+        write_report,
+    )
     from lenet_mnist.serialization import load_model, save_model
     from lenet_mnist.training import compile_model, train
 
@@ -67,12 +75,19 @@ __all__ = [
     "encode_idx",
     "evaluate_model",
     "export_model",
+    "load_history",
     "load_mnist",
     "load_model",
+    "plot_confusion_matrix",
+    "plot_history",
+    "plot_misclassified",
+    "plot_samples",
     "predict_digits",
     "read_idx",
+    "save_history",
     "save_model",
     "train",
+    "write_report",
 ]
 
 # Public name -> the module defining it.
@@ -94,6 +109,8 @@ _LOCATIONS: dict[str, str] = {
     "evaluate_model": "evaluation",
     "export_model": "export",
     "configure_gpu": "gpu",
+    "load_history": "history",
+    "save_history": "history",
     "decode_idx": "idx",
     "encode_idx": "idx",
     "read_idx": "idx",
@@ -101,6 +118,11 @@ _LOCATIONS: dict[str, str] = {
     "predict_digits": "inference",
     "LeNet": "lenet",
     "build_lenet": "models",
+    "plot_confusion_matrix": "plotting",
+    "plot_history": "plotting",
+    "plot_misclassified": "plotting",
+    "plot_samples": "plotting",
+    "write_report": "plotting",
     "load_model": "serialization",
     "save_model": "serialization",
     "compile_model": "training",
