@@ -9,12 +9,13 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lenet_mnist.history import as_history_dict, history_path_for, load_history, save_history
 
 
+@settings(max_examples=30, deadline=None)
 @given(
     st.integers(1, 12).flatmap(
         lambda epochs: st.dictionaries(
