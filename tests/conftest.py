@@ -4,7 +4,6 @@ directory and a mirror list pointing at a closed loopback port."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -17,12 +16,14 @@ REAL_DATA_DIR = os.environ.get("LENET_MNIST_DATA")
 
 
 @pytest.fixture(autouse=True)
-def _offline_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def _offline_cache(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
     cache = tmp_path_factory.mktemp("cache")
     monkeypatch.setenv("LENET_MNIST_CACHE", str(cache))
     # Port 9 (discard) on loopback: any download attempt fails fast, never leaves the machine.
     monkeypatch.setenv("LENET_MNIST_MIRRORS", "http://127.0.0.1:9/")
-    yield cache
+    return cache
 
 
 @pytest.fixture(scope="session")
@@ -34,14 +35,14 @@ def real_data_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def real_data(real_data_dir: Path):  # noqa: ANN201
+def real_data(real_data_dir: Path):
     """The real MNIST as ``load_mnist`` returns it by default (loaded once per session)."""
     from lenet_mnist import load_mnist
 
     return load_mnist(real_data_dir, download=False)
 
 
-def make_tiny_data(n_train: int = 64, n_test: int = 32, seed: int = 0):  # noqa: ANN201
+def make_tiny_data(n_train: int = 64, n_test: int = 32, seed: int = 0):
     """A small synthetic MnistData: each class is a distinct bright square, learnable fast."""
     from lenet_mnist import MnistData
 
@@ -61,5 +62,5 @@ def make_tiny_data(n_train: int = 64, n_test: int = 32, seed: int = 0):  # noqa:
 
 
 @pytest.fixture
-def tiny_data():  # noqa: ANN201
+def tiny_data():
     return make_tiny_data()

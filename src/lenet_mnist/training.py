@@ -38,8 +38,8 @@ def compile_model(model: keras.Model, *, learning_rate: float = 1e-3) -> keras.M
     Example:
         >>> from lenet_mnist import build_lenet
         >>> model = compile_model(build_lenet())
-        >>> model.optimizer.name
-        'adam'
+        >>> type(model.optimizer).__name__, round(float(model.optimizer.learning_rate), 6)
+        ('Adam', 0.001)
     """
     if not isinstance(model, keras.Model):
         raise TypeError(f"model must be a keras.Model, got {type(model).__name__}")
