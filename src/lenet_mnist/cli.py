@@ -233,6 +233,8 @@ def _cmd_train(args: argparse.Namespace, out: TextIO) -> int:
         strategy=strategy,
     )
     report = evaluate_model(model, data, class_names=class_names(args.dataset))
+    if strategy is not None:
+        print(f"trained on {strategy.num_replicas_in_sync} replicas (mirrored)", file=out)
     path = save_model(model, args.output)
     history_file = save_history(history, history_path_for(path))
     print(f"test accuracy: {report.accuracy:.4f} (loss {report.loss:.4f})", file=out)

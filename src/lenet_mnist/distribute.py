@@ -5,7 +5,7 @@ replica of the strategy the model was *created* under, splits each global batch
 between them and all-reduces the gradients. What a caller must do is create the model
 (and compile it) inside ``strategy.scope()``, so its variables are mirrored::
 
-    strategy = make_strategy("mirrored")          # every local GPU, else the CPU
+    strategy = make_strategy("mirrored")          # every GPU, else the CPU
     with strategy.scope():
         model = compile_model(build_lenet())
     train(model, data, strategy=strategy, batch_size=64)   # 32 per replica on 2 devices
@@ -54,8 +54,10 @@ def make_strategy(
     Args:
         name: ``"mirrored"``: ``tf.distribute.MirroredStrategy``, synchronous data
             parallelism over the devices of this machine.
-        devices: The devices to mirror over, such as ``["/cpu:0", "/cpu:1"]``;
-            ``None`` lets TensorFlow take every local GPU, or the CPU when there is none.
+        devices: The devices to mirror over, such as ``["/gpu:0", "/gpu:1"]``;
+            ``None`` takes every logical GPU, or else every logical CPU device (one,
+            unless the process split the CPU with
+            ``tf.config.set_logical_device_configuration``).
 
     Returns:
         The strategy; ``strategy.num_replicas_in_sync`` says how many replicas share
@@ -77,7 +79,8 @@ def make_strategy(
         if len(devices) == 0:
             raise ValueError("devices must name at least one device, got an empty sequence")
         return tf.distribute.MirroredStrategy(list(devices))
-    return tf.distribute.MirroredStrategy()
+    local = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+    return tf.distribute.MirroredStrategy([device.name for device in local])
 
 
 def strategy_scope(strategy: tf.distribute.Strategy | None) -> AbstractContextManager[object]:
