@@ -506,9 +506,14 @@ def _fetch(url: str, out: BinaryIO, *, timeout: float) -> None:
     except urllib.error.HTTPError as error:
         raise OSError(f"HTTP {error.code} {error.reason}") from None
     with response:
+        declared = response.headers.get("Content-Length")
         total = 0
         while chunk := response.read(1 << 16):
             total += len(chunk)
             if total > _MAX_DOWNLOAD_BYTES:
                 raise OSError(f"response exceeds {_MAX_DOWNLOAD_BYTES} bytes")
             out.write(chunk)
+    # http.client's read(amt) ends quietly when the server closes early; say so plainly
+    # rather than leave it to the gzip or hash check to fail with a vaguer message.
+    if declared is not None and declared.isdigit() and total != int(declared):
+        raise OSError(f"connection closed after {total} of {declared} bytes")
