@@ -134,6 +134,14 @@ def test_samples_fill_an_uneven_last_row_with_empty_cells(data: MnistData) -> No
     visible = [ax for ax in figure.axes if ax.axison]
     assert len(figure.axes) == 15
     assert len(visible) == 13
+    # Three rows share the tutorial's 10 inches rather than taking 5 each.
+    assert tuple(figure.get_size_inches()) == (10.0, 10.0)
+
+
+def test_samples_many_rows_stay_compact() -> None:
+    images = np.zeros((50, 28, 28), np.uint8)
+    figure = plot_samples(images, np.zeros(50, np.uint8), n=50)
+    assert tuple(figure.get_size_inches()) == pytest.approx((20.0, 13.0))
 
 
 @pytest.mark.parametrize(

@@ -55,6 +55,9 @@ _RIGHT: Final = "black"
 # The tutorial's grid: 2 inches per column and 5 per row (20 x 10 inches for 2 x 10).
 _CELL_WIDTH: Final = 2.0
 _SAMPLE_ROW_HEIGHT: Final = 5.0
+# Past two rows the tutorial's 5-inch rows leave wide gaps: keep 10 inches, then 2.6 a row.
+_SAMPLE_MIN_HEIGHT: Final = 10.0
+_SAMPLE_TIGHT_ROW_HEIGHT: Final = 2.6
 # The mistakes grid has no tutorial to match: rows just fit an image and three caption lines.
 _MISTAKE_ROW_HEIGHT: Final = 3.0
 _TITLE_HEIGHT: Final = 0.5
@@ -208,7 +211,7 @@ def plot_samples(
     """Draw the tutorial's picture: the first ``n`` images in a grid, the label under each.
 
     The tutorial's look: 2 x 10 images on a 20 x 10 inch figure (2 inches per column,
-    5 per row), no ticks, the ``binary`` colour map (dark ink on white), the label as
+    5 per row; more rows share 10 inches, or take 2.6 inches each past 3), no ticks, the ``binary`` colour map (dark ink on white), the label as
     each image's x-axis label. With ``predictions``, a correct image keeps its black
     label and a wrong one gets a red frame and a red ``label → predicted`` caption
     (on two lines when long).
@@ -270,8 +273,14 @@ def plot_samples(
         else:
             captions.append(_mistake_caption(label, names[guessed[k]]))
             colors.append(_WRONG)
+    nrows = math.ceil(shown / min(ncols, shown))
+    row_height = (
+        _SAMPLE_ROW_HEIGHT
+        if nrows <= 2
+        else max(_SAMPLE_MIN_HEIGHT / nrows, _SAMPLE_TIGHT_ROW_HEIGHT)
+    )
     figure = _image_grid(
-        pixels[:shown], captions, colors, ncols=ncols, row_height=_SAMPLE_ROW_HEIGHT, title=title
+        pixels[:shown], captions, colors, ncols=ncols, row_height=row_height, title=title
     )
     _save(figure, target)
     return figure
