@@ -37,6 +37,8 @@ nitpicky = True
 autodoc_typehints = "description"
 autodoc_typehints_description_target = "documented_params"
 autodoc_member_order = "bysource"
+# Constants such as DATASETS have reprs of many lines; their docstrings say what matters.
+autodoc_default_options = {"no-value": True}
 autodoc_class_signature = "separated"
 autodoc_preserve_defaults = True
 napoleon_google_docstring = True
@@ -49,8 +51,9 @@ napoleon_use_rtype = False
 # types therefore have no target; they are rendered as plain names instead of
 # failing the nitpicky build.
 nitpick_ignore_regex = [
-    ("py:.*", r"(numpy|np|npt|keras|tensorflow|tf|matplotlib|PIL)(\..*)?"),
-    ("py:.*", r"(os|pathlib|collections\.abc|argparse|typing|typing_extensions)\..*"),
+    ("py:.*", r"(numpy|np|npt|keras|tensorflow|tf|matplotlib|PIL|onnx|onnxruntime|tf2onnx|ai_edge_litert)(\..*)?"),
+    ("py:.*", r"typing_extensions\..*"),
+    ("py:.*", rf"({'|'.join(sorted(sys.stdlib_module_names))})\..*"),
     ("py:.*", r"(Path|PathLike|Sequence|Mapping|Iterable|Iterator|Callable|Literal)"),
     ("py:.*", r"(NDArray|ArrayLike|DTypeLike|PhysicalDevice|Figure|Axes)"),
 ]
@@ -60,12 +63,14 @@ nitpick_ignore_regex = [
 # MNIST files are skipped when LENET_MNIST_DATA is not set.
 doctest_global_setup = """
 import os
+import tempfile
+_cwd = os.getcwd()
+os.chdir(tempfile.mkdtemp(prefix="lenet-mnist-doctest-"))  # files the examples write
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-import warnings
-import matplotlib
-matplotlib.use("Agg")
-warnings.filterwarnings("ignore", "FigureCanvasAgg is non-interactive")
 HAVE_MNIST = bool(os.environ.get("LENET_MNIST_DATA"))
+"""
+doctest_global_cleanup = """
+os.chdir(_cwd)
 """
 doctest_test_doctest_blocks = ""
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import pkgutil
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -31,12 +32,17 @@ logger = logging.getLogger(__name__)
 _MODULE_ORDER = (
     "gpu",
     "data",
+    "plotting",
     "models",
     "lenet",
     "training",
+    "history",
+    "checkpoint",
+    "distribute",
     "inference",
     "evaluation",
     "serialization",
+    "export",
     "idx",
     "errors",
 )
@@ -49,13 +55,26 @@ def _locations() -> dict[str, str]:
     return locations
 
 
+def _public_modules() -> list[str]:
+    """The package's public submodules: every ``lenet_mnist.X`` without a leading ``_``.
+
+    The command line has its own page, so ``cli`` (and ``__main__``) are left out.
+    """
+    package = importlib.import_module("lenet_mnist")
+    return [
+        info.name
+        for info in pkgutil.iter_modules(package.__path__)
+        if not info.name.startswith("_") and info.name != "cli"
+    ]
+
+
 def _first_line(obj: object) -> str:
     doc = getattr(obj, "__doc__", None) or ""
     return doc.strip().splitlines()[0] if doc.strip() else ""
 
 
 class ApiDirective(SphinxDirective):
-    """Document every module behind ``lenet_mnist.__all__``, with a summary table."""
+    """Document every public module, with a summary table of ``lenet_mnist.__all__``."""
 
     def run(self) -> list[nodes.Node]:
         package = importlib.import_module("lenet_mnist")
@@ -74,8 +93,9 @@ class ApiDirective(SphinxDirective):
                     name,
                     module_name,
                 )
-        modules = [m for m in _MODULE_ORDER if m in locations.values()]
-        modules += sorted(set(locations.values()) - set(modules))
+        public = _public_modules()
+        modules = [m for m in _MODULE_ORDER if m in public]
+        modules += sorted(set(public) - set(modules))
 
         lines = [
             "Every name below is importable from the package itself",
@@ -190,21 +210,33 @@ class CliDirective(SphinxDirective):
 def _resolve_exported(
     app: Sphinx, env: Any, node: Any, contnode: nodes.Element
 ) -> nodes.Element | None:
-    """Point ``lenet_mnist.NAME`` or a bare ``NAME`` at the module defining ``NAME``."""
+    """Resolve ``lenet_mnist.NAME`` and bare names to where they are documented.
+
+    ``lenet_mnist.NAME`` goes to the module that defines ``NAME`` (``_LOCATIONS``); a
+    name that is still unknown, such as ``as_model_input`` written in another module's
+    docstring, goes to the one documented ``lenet_mnist.*.NAME`` when there is exactly
+    one (an ambiguous name stays a broken reference, so the build fails).
+    """
     if node.get("refdomain") != "py":
         return None
     target: str = node["reftarget"]
-    locations = _locations()
-    head, _, rest = target.removeprefix("lenet_mnist.").partition(".")
-    module_name = locations.get(head)
-    if module_name is None:
-        return None
-    new_target = f"lenet_mnist.{module_name}.{head}" + (f".{rest}" if rest else "")
-    if new_target == target:
-        return None
     domain = env.get_domain("py")
+    head, _, rest = target.removeprefix("lenet_mnist.").partition(".")
+    module_name = _locations().get(head)
+    candidates: list[str] = []
+    if module_name is not None:
+        candidates = [f"lenet_mnist.{module_name}.{head}" + (f".{rest}" if rest else "")]
+    else:
+        suffix = "." + target.removeprefix("lenet_mnist.")
+        candidates = [
+            name
+            for name in domain.objects
+            if name.startswith("lenet_mnist.") and name.endswith(suffix)
+        ]
+    if len(candidates) != 1 or candidates[0] == target:
+        return None
     resolved: nodes.Element | None = domain.resolve_xref(
-        env, node["refdoc"], app.builder, node["reftype"], new_target, node, contnode
+        env, node["refdoc"], app.builder, node["reftype"], candidates[0], node, contnode
     )
     return resolved
 

@@ -46,6 +46,7 @@ __all__ = [
     "CheckpointState",
     "EpochCheckpoint",
     "TrainingRun",
+    "check_compatible",
     "enable_determinism",
     "load_checkpoint",
     "prepare_run",
