@@ -70,6 +70,18 @@ def test_train_returns_the_history(compiled: keras.Model, tiny_data: MnistData) 
     assert history.history["loss"][1] < history.history["loss"][0]
 
 
+class _StopAtOnce(keras.callbacks.Callback):
+    def on_train_batch_end(self, batch: int, logs: object = None) -> None:
+        self.model.stop_training = True
+
+
+def test_train_defaults_are_the_tutorials(compiled: keras.Model, tiny_data: MnistData) -> None:
+    # Stopped after one step: only the schedule Keras was given matters here.
+    history = train(compiled, tiny_data, verbose=0, callbacks=[_StopAtOnce()])
+    assert history.params["epochs"] == 10
+    assert history.params["steps"] == 2  # 64 images in batches of 32
+
+
 def test_train_accepts_uint8_images_without_channel_axis(tiny_data: MnistData) -> None:
     raw = MnistData(
         np.round(tiny_data.train_images[..., 0] * 255).astype(np.uint8),
