@@ -33,6 +33,7 @@ if TYPE_CHECKING:
         ModelFileError,
         UnsafeModelError,
     )
+    from lenet_mnist.distribute import make_strategy
     from lenet_mnist.evaluation import EvaluationReport, evaluate_model
     from lenet_mnist.export import export_model
     from lenet_mnist.gpu import configure_gpu
@@ -78,6 +79,7 @@ __all__ = [
     "load_history",
     "load_mnist",
     "load_model",
+    "make_strategy",
     "plot_confusion_matrix",
     "plot_history",
     "plot_misclassified",
@@ -108,6 +110,7 @@ _LOCATIONS: dict[str, str] = {
     "EvaluationReport": "evaluation",
     "evaluate_model": "evaluation",
     "export_model": "export",
+    "make_strategy": "distribute",
     "configure_gpu": "gpu",
     "load_history": "history",
     "save_history": "history",

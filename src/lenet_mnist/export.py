@@ -186,7 +186,7 @@ def calibration_sample(
     """Draw ``count`` images at random (without replacement) to calibrate int8 quantization.
 
     Args:
-        images: Training images, in any form :func:`as_model_input` accepts.
+        images: Training images, in any form :func:`~lenet_mnist.inference.as_model_input` accepts.
         count: How many to draw; all of them when there are fewer.
         seed: Seed of the draw, so the same images (and so the same quantized model)
             come out every time.
@@ -235,7 +235,7 @@ def export_model(
             smaller), calibrated on ``calibration_images``.
         calibration_images: With ``int8``, the images whose activation ranges set the
             quantization scales: one image or a batch in any form
-            :func:`as_model_input` accepts; use a few hundred training images.
+            :func:`~lenet_mnist.inference.as_model_input` accepts; use a few hundred training images.
 
     Returns:
         The path written.
