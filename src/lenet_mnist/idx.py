@@ -195,7 +195,7 @@ def read_file_bytes(path: str | os.PathLike[str], *, max_bytes: int = DEFAULT_MA
         magic = raw.read(2)
         raw.seek(0)
         if magic != _GZIP_MAGIC:
-            data = raw.read(max_bytes + 1)
+            data = _read_plain(raw, max_bytes)
         else:
             try:
                 data = _read_gzip(raw, max_bytes)
@@ -206,6 +206,24 @@ def read_file_bytes(path: str | os.PathLike[str], *, max_bytes: int = DEFAULT_MA
             f"{file}: content is larger than the limit of {max_bytes} bytes "
             "(not an MNIST file, or a decompression bomb)"
         )
+    return data
+
+
+def _read_plain(raw: BinaryIO, max_bytes: int) -> bytes:
+    """Read at most ``max_bytes + 1`` bytes, allocating no more than the file holds.
+
+    ``read(n)`` allocates ``n`` bytes up front, so asking for the limit would cost 64 MiB
+    for every tiny file; the file's size bounds the first read instead.
+    """
+    try:
+        size = os.fstat(raw.fileno()).st_size
+    except (OSError, AttributeError, ValueError):
+        size = max_bytes
+    want = min(size, max_bytes) + 1
+    data = raw.read(want)
+    if len(data) == want and want <= max_bytes:
+        # The file grew since fstat (or is not a regular file): read on, up to the limit.
+        data += raw.read(max_bytes + 1 - len(data))
     return data
 
 
