@@ -247,3 +247,36 @@ def test_deterministic_needs_a_seed(tmp_path: Path) -> None:
         train(_model(), make_tiny_data(8, 8), epochs=1, deterministic="yes", verbose=0)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"checkpoint_dir must be a path or None, got int"):
         train(_model(), make_tiny_data(8, 8), epochs=1, checkpoint_dir=3, verbose=0)  # type: ignore[arg-type]
+
+
+def test_cli_train_resumes_from_checkpoint_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from _fakes import dataset_spec, tiny_arrays, write_dataset
+    from lenet_mnist.cli import main
+    from lenet_mnist.data import DATASETS
+
+    tiny = tiny_arrays(n_train=48, n_test=16)
+    monkeypatch.setitem(DATASETS, "mnist", dataset_spec(tiny, name="mnist"))
+    monkeypatch.delenv("LENET_MNIST_DATA", raising=False)
+    data_dir = write_dataset(tmp_path / "data", tiny)
+    ckpt = tmp_path / "ckpt"
+    argv = ["train", "--data-dir", str(data_dir), "--seed", "0", "--quiet"]
+    argv += ["--checkpoint-dir", str(ckpt), "--output", str(tmp_path / "m.keras")]
+    assert main([*argv, "--epochs", "1"]) == 0
+    assert load_checkpoint(ckpt).epoch == 1  # type: ignore[union-attr]
+    assert main([*argv, "--epochs", "3"]) == 0
+    assert load_checkpoint(ckpt).epoch == 3  # type: ignore[union-attr]
+    assert len(load_checkpoint(ckpt).history["loss"]) == 3  # type: ignore[union-attr]
+    capsys.readouterr()
+
+    assert main([*argv, "--epochs", "3", "--batch-size", "8"]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1
+    assert err[0].startswith("lenet-mnist: error: cannot resume the checkpoint in ")
+    assert "batch_size=32, got batch_size=8" in err[0]
+
+    assert main(["train", "--data-dir", str(data_dir), "--deterministic", "--quiet"]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        "lenet-mnist: error: deterministic=True needs a seed, got seed=None"
+    ]
