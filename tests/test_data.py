@@ -405,6 +405,18 @@ def test_download_mnist_keeps_valid_files_and_cleans_stale_partials(
     assert fresh.exists()  # may belong to a download still running
 
 
+def test_file_url_mirror(tiny_spec, tiny: dict[str, np.ndarray], tmp_path: Path) -> None:
+    mirror = write_dataset(tmp_path / "mirror", tiny)
+    (mirror / "t10k-images-idx3-ubyte.gz").unlink()  # the first mirror lacks one file
+    complete = write_dataset(tmp_path / "complete", tiny)
+    target = download_mnist(
+        tmp_path / "out", dataset="tiny", mirrors=(mirror.as_uri() + "/", complete.as_uri() + "/")
+    )
+    assert sorted(p.name for p in target.iterdir()) == sorted(file_bytes(tiny))
+    loaded = load_mnist(target, normalize=False, download=False, dataset="tiny")
+    np.testing.assert_array_equal(loaded.test_images[..., 0], tiny["test_images"])
+
+
 def test_download_mnist_arguments(tiny_spec) -> None:
     with pytest.raises(ValueError, match="timeout must be positive, got 0"):
         download_mnist(dataset="tiny", timeout=0)
