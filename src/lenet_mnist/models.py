@@ -55,15 +55,33 @@ def _lenet5_network(num_classes: int) -> keras.Model:
     return keras.Model(inputs, outputs, name="lenet5")
 
 
+def _fast_network(num_classes: int) -> keras.Model:
+    # Shaped for training speed on CPUs: 5x5 kernels with half the tutorial's filters
+    # give 1.1 M multiply-adds per image instead of 2.5 M and less than half the
+    # activations in the first layer, and still reach 99% test accuracy in two
+    # epochs (see lenet_mnist.recipes, the "fast" recipe).
+    inputs = keras.Input(shape=INPUT_SHAPE, name="image")
+    x = keras.layers.Conv2D(16, 5, activation="relu", name="conv1")(inputs)
+    x = keras.layers.MaxPooling2D(2, name="pool1")(x)
+    x = keras.layers.Conv2D(32, 5, activation="relu", name="conv2")(x)
+    x = keras.layers.MaxPooling2D(2, name="pool2")(x)
+    x = keras.layers.Flatten(name="flatten")(x)
+    x = keras.layers.Dense(64, activation="relu", name="fc1")(x)
+    outputs = keras.layers.Dense(num_classes, name="logits", dtype="float32")(x)
+    return keras.Model(inputs, outputs, name="lenet_fast")
+
+
 #: The variants :func:`build_lenet` builds, with a one-line description each.
 VARIANTS: Final[dict[str, str]] = {
     "seed": "the tutorial's network: conv32-pool-conv64-pool-dense64-dense10, 121,930 parameters",
     "lenet5": "LeNet-5 (LeCun et al. 1998) layout on the 28x28 image padded to 32x32, 61,706 parameters",
+    "fast": "shaped for training speed: conv16 5x5-pool-conv32 5x5-pool-dense64-dense10, 46,730 parameters",
 }
 
 _BUILDERS: Final[dict[str, Callable[[int], keras.Model]]] = {
     "seed": _seed_network,
     "lenet5": _lenet5_network,
+    "fast": _fast_network,
 }
 
 

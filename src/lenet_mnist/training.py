@@ -15,6 +15,13 @@ from lenet_mnist._validation import check_positive_int
 from lenet_mnist.checkpoint import prepare_run
 from lenet_mnist.data import MnistData
 from lenet_mnist.distribute import check_model_strategy
+from lenet_mnist.recipes import (
+    Recipe,
+    StopAtValAccuracy,
+    check_target_accuracy,
+    fit_recipe,
+    get_recipe,
+)
 
 __all__ = ["compile_model", "train"]
 
@@ -87,14 +94,16 @@ def train(
     model: keras.Model,
     data: MnistData,
     *,
-    epochs: int = 10,
-    batch_size: int = 32,
+    epochs: int | None = None,
+    batch_size: int | None = None,
     seed: int | None = None,
     verbose: Verbose = "auto",
     callbacks: Sequence[keras.callbacks.Callback] = (),
     checkpoint_dir: str | os.PathLike[str] | None = None,
     deterministic: bool = False,
     strategy: tf.distribute.Strategy | None = None,
+    recipe: str | Recipe = "tutorial",
+    target_accuracy: float | None = None,
 ) -> keras.callbacks.History:
     """Train as the tutorial does: fit on the training split, validate on the test split.
 
@@ -105,8 +114,10 @@ def train(
         model: A compiled model taking ``(batch, 28, 28, 1)`` images.
         data: :class:`MnistData`; images float in [0, 1] or uint8 0..255 (scaled by
             1/255), with or without the channel axis; labels integer class indices.
-        epochs: Passes over the training split.
-        batch_size: Images per gradient step (the tutorial uses Keras's default, 32).
+        epochs: Passes over the training split (``None``: the recipe's; the
+            tutorial's is 10).
+        batch_size: Images per gradient step (``None``: the recipe's; the tutorial's is
+            Keras's default, 32).
         seed: Seeds Python's, NumPy's and TensorFlow's random generators first (via
             ``keras.utils.set_random_seed``) so shuffling repeats; ``None`` leaves them.
         verbose: Keras's progress display: ``"auto"``, 0 (silent), 1 (bar), 2 (a line
@@ -129,6 +140,16 @@ def train(
             :mod:`lenet_mnist.distribute`). The model must have been created and compiled
             inside ``strategy.scope()``; ``batch_size`` is then the global batch, split
             evenly between the ``strategy.num_replicas_in_sync`` replicas.
+        recipe: ``"tutorial"`` (the default: the tutorial's ``model.fit`` on arrays),
+            ``"fast"``, ``"best"`` or a :class:`~lenet_mnist.recipes.Recipe`; see
+            :mod:`lenet_mnist.recipes`. Other recipes recompile ``model`` with their
+            optimizer and schedule (so it need not be compiled), train from a
+            ``tf.data`` pipeline and do not support ``checkpoint_dir`` or ``strategy``.
+            Build the model with :func:`~lenet_mnist.recipes.build_recipe_model` to get
+            the recipe's network in its precision (bfloat16 for ``"fast"``).
+        target_accuracy: Stop once the test accuracy reaches this value in (0, 1].
+            The tutorial recipe checks at epoch ends; the others also every few steps
+            late in training (see :class:`~lenet_mnist.recipes.TargetAccuracy`).
 
     Returns:
         The ``keras.callbacks.History``; ``history.history`` maps ``"loss"``,
@@ -150,14 +171,23 @@ def train(
     """
     if not isinstance(model, keras.Model):
         raise TypeError(f"model must be a keras.Model, got {type(model).__name__}")
-    if not getattr(model, "compiled", False) or model.optimizer is None:
+    chosen = get_recipe(recipe)
+    target_accuracy = check_target_accuracy(target_accuracy)
+    if chosen.legacy_fit and (not getattr(model, "compiled", False) or model.optimizer is None):
         raise TypeError(
             "model must be compiled first (see lenet_mnist.compile_model), got an uncompiled model"
         )
     if not isinstance(data, tuple) or len(data) != 4:
         raise TypeError(f"data must be an MnistData, got {type(data).__name__}")
-    check_positive_int("epochs", epochs)
-    check_positive_int("batch_size", batch_size)
+    epochs = check_positive_int("epochs", chosen.epochs if epochs is None else epochs)
+    batch_size = check_positive_int(
+        "batch_size", chosen.batch_size if batch_size is None else batch_size
+    )
+    if not chosen.legacy_fit and (checkpoint_dir is not None or strategy is not None):
+        raise ValueError(
+            "checkpoint_dir and strategy work only with recipe='tutorial', "
+            f"got recipe={chosen.name!r}"
+        )
     if verbose not in ("auto", 0, 1, 2) or isinstance(verbose, bool):
         raise ValueError(f"verbose must be 'auto', 0, 1 or 2, got {verbose!r}")
     if strategy is not None:
@@ -174,6 +204,24 @@ def train(
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise TypeError(f"seed must be an int or None, got {type(seed).__name__}")
         keras.utils.set_random_seed(seed)
+    if not chosen.legacy_fit:
+        return fit_recipe(
+            model,
+            train_images,
+            train_labels,
+            test_images,
+            test_labels,
+            chosen,
+            epochs=epochs,
+            batch_size=batch_size,
+            target_accuracy=target_accuracy,
+            seed=seed,
+            verbose=verbose,
+            callbacks=callbacks,
+            deterministic=deterministic,
+        )
+    if target_accuracy is not None:
+        callbacks = [*callbacks, StopAtValAccuracy(target_accuracy)]
     run = prepare_run(
         model,
         train_images,
