@@ -178,6 +178,38 @@ def test_finished_run_does_not_train_again(tmp_path: Path) -> None:
     assert more.history["loss"][:2] == done.history["loss"]
 
 
+def test_a_run_stopped_early_counts_as_finished(tmp_path: Path) -> None:
+    data = make_tiny_data(64, 32)
+
+    class StopAfterTwo(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            if epoch == 1:
+                self.model.stop_training = True
+
+    stopped = train(
+        _model(),
+        data,
+        epochs=5,
+        seed=1,
+        verbose=0,
+        checkpoint_dir=tmp_path,
+        callbacks=[StopAfterTwo()],
+    )
+    assert stopped.epoch == [0, 1]
+    state = load_checkpoint(tmp_path)
+    assert state is not None
+    assert (state.epoch, state.stopped) == (2, True)
+
+    class Fail(keras.callbacks.Callback):
+        def on_train_begin(self, logs: Any = None) -> None:
+            raise AssertionError("trained again")
+
+    again = train(
+        _model(), data, epochs=5, seed=1, verbose=0, checkpoint_dir=tmp_path, callbacks=[Fail()]
+    )
+    assert again.history == stopped.history
+
+
 @pytest.mark.parametrize(
     ("change", "match"),
     [

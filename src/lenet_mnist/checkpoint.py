@@ -76,12 +76,15 @@ class CheckpointState:
         history: Per-epoch values so far (``"loss"``, ``"accuracy"``, ``"val_loss"``,
             ``"val_accuracy"``, ...), each a list of ``epoch`` floats.
         config: The run's configuration (see :func:`run_config`).
+        stopped: A callback (such as ``target_accuracy``'s) ended the run early at this
+            epoch: the run is finished and a resume does not train on.
     """
 
     path: Path
     epoch: int
     history: dict[str, list[float]] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
+    stopped: bool = False
 
     @property
     def model_path(self) -> Path:
@@ -206,6 +209,7 @@ def load_checkpoint(directory: str | os.PathLike[str]) -> CheckpointState | None
         epoch=epoch,
         history={str(k): [float(x) for x in v] for k, v in history.items()},
         config=config,
+        stopped=state.get("stopped") is True,
     )
 
 
@@ -299,12 +303,16 @@ class EpochCheckpoint(keras.callbacks.Callback):  # type: ignore[misc]
         }
 
     def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
-        """Record the epoch's logs and write checkpoint ``epoch + 1``."""
+        """Record the epoch's logs and write checkpoint ``epoch + 1``.
+
+        Callbacks listed before this one have already run for the epoch, so an early
+        stop they requested (``model.stop_training``) is recorded with it.
+        """
         for key, value in (logs or {}).items():
             self.history.setdefault(key, []).append(float(value))
-        self.write(epoch + 1)
+        self.write(epoch + 1, stopped=bool(getattr(self.model, "stop_training", False)))
 
-    def write(self, epoch: int) -> Path:
+    def write(self, epoch: int, *, stopped: bool = False) -> Path:
         """Write a checkpoint of the model after ``epoch`` completed epochs; return its path."""
         self.directory.mkdir(parents=True, exist_ok=True)
         name = f"{_PREFIX}{epoch:06d}"
@@ -314,7 +322,13 @@ class EpochCheckpoint(keras.callbacks.Callback):  # type: ignore[misc]
             _fsync_file(model_file)
             _write_json(
                 staging / _STATE_FILE,
-                {"format": FORMAT, "epoch": epoch, "history": self.history, "config": self.config},
+                {
+                    "format": FORMAT,
+                    "epoch": epoch,
+                    "history": self.history,
+                    "config": self.config,
+                    "stopped": stopped,
+                },
             )
             _fsync_dir(staging)
             final = self.directory / name
@@ -433,7 +447,8 @@ class TrainingRun:
             ``batch_size``/``shuffle`` or ``steps_per_epoch``/``shuffle=False``).
         callbacks: Callbacks to add after the caller's.
         finished: The stored history when the checkpoint already covers every
-            requested epoch (nothing is left to train), else ``None``.
+            requested epoch or the run was stopped early (nothing is left to train),
+            else ``None``.
     """
 
     inputs: tuple[Any, ...]
@@ -498,7 +513,7 @@ def prepare_run(
         checkpoint = EpochCheckpoint(
             checkpoint_dir, config=config, history=None if state is None else state.history
         )
-        if state is not None and state.epoch >= epochs:
+        if state is not None and (state.epoch >= epochs or state.stopped):
             return TrainingRun((), {}, [], finished=history_from(model, state.history))
     fit_args: dict[str, Any] = {"initial_epoch": initial_epoch}
     inputs: tuple[Any, ...]
