@@ -88,9 +88,15 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_train_defaults_are_the_tutorials() -> None:
+    from lenet_mnist.recipes import get_recipe
+
     args = build_parser().parse_args(["train"])
-    assert (args.epochs, args.batch_size, args.seed, args.output) == (10, 32, None, "lenet.keras")
-    assert args.learning_rate == pytest.approx(1e-3)
+    assert (args.recipe, args.seed, args.output) == ("tutorial", None, "lenet.keras")
+    # Unset numbers take the recipe's; the tutorial recipe's are the tutorial's.
+    assert (args.variant, args.epochs, args.batch_size, args.learning_rate) == (None,) * 4
+    recipe = get_recipe(args.recipe)
+    assert (recipe.variant, recipe.epochs, recipe.batch_size) == ("seed", 10, 32)
+    assert recipe.learning_rate == pytest.approx(1e-3)
 
 
 @pytest.mark.parametrize(

@@ -331,3 +331,41 @@ def test_fast_recipe_trains_an_uncompiled_model_in_bfloat16(tiny_data) -> None:
     assert 0.0 <= history.history["val_accuracy"][0] <= 1.0
     assert np.isfinite(history.history["loss"][0])
     assert model.get_layer("conv1").kernel.dtype == "float32"
+
+
+# --------------------------------------------------------------------------- CLI
+def _tiny_mnist_dir(tmp_path, monkeypatch) -> str:
+    from _fakes import dataset_spec, tiny_arrays, write_dataset
+    from lenet_mnist.data import DATASETS
+
+    tiny = tiny_arrays(n_train=64, n_test=20)
+    spec = dataset_spec(tiny, name="mnist", env_var="LENET_MNIST_DATA")
+    monkeypatch.setitem(DATASETS, "mnist", spec)
+    monkeypatch.delenv("LENET_MNIST_DATA", raising=False)
+    return str(write_dataset(tmp_path / "data", tiny))
+
+
+def test_cli_train_fast_builds_and_trains_the_fast_recipe(tmp_path, monkeypatch) -> None:
+    from lenet_mnist.cli import main
+    from lenet_mnist.serialization import load_model
+
+    data_dir = _tiny_mnist_dir(tmp_path, monkeypatch)
+    output = tmp_path / "fast.keras"
+    argv = ["train", "--fast", "--data-dir", data_dir, "--epochs", "1", "--batch-size", "16"]
+    assert main([*argv, "--seed", "0", "--quiet", "--output", str(output)]) == 0
+    model = load_model(output)
+    assert model.name == "lenet_fast"
+    assert model.get_layer("conv1").compute_dtype == "bfloat16"
+    assert keras.config.dtype_policy().name == "float32"
+
+
+def test_cli_rejects_an_unknown_recipe_in_one_line(tmp_path, monkeypatch, capsys) -> None:
+    from lenet_mnist.cli import main
+
+    data_dir = _tiny_mnist_dir(tmp_path, monkeypatch)
+    assert main(["train", "--recipe", "turbo", "--data-dir", data_dir]) == 1
+    err = capsys.readouterr().err
+    assert err.strip() == (
+        "lenet-mnist: error: unknown recipe; choose one of ['best', 'fast', 'tutorial'], "
+        "got 'turbo'"
+    )

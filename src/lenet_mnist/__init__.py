@@ -49,10 +49,12 @@ if TYPE_CHECKING:
         plot_samples,
         write_report,
     )
+    from lenet_mnist.recipes import RECIPES, Recipe, build_recipe_model, get_recipe
     from lenet_mnist.serialization import load_model, save_model
     from lenet_mnist.training import compile_model, train
 
 __all__ = [
+    "RECIPES",
     "ChecksumError",
     "DataNotFoundError",
     "DigitPredictions",
@@ -64,9 +66,11 @@ __all__ = [
     "LenetMnistError",
     "MnistData",
     "ModelFileError",
+    "Recipe",
     "UnsafeModelError",
     "__version__",
     "build_lenet",
+    "build_recipe_model",
     "cache_dir",
     "class_names",
     "compile_model",
@@ -76,6 +80,7 @@ __all__ = [
     "encode_idx",
     "evaluate_model",
     "export_model",
+    "get_recipe",
     "load_history",
     "load_mnist",
     "load_model",
@@ -121,6 +126,10 @@ _LOCATIONS: dict[str, str] = {
     "predict_digits": "inference",
     "LeNet": "lenet",
     "build_lenet": "models",
+    "RECIPES": "recipes",
+    "Recipe": "recipes",
+    "build_recipe_model": "recipes",
+    "get_recipe": "recipes",
     "plot_confusion_matrix": "plotting",
     "plot_history": "plotting",
     "plot_misclassified": "plotting",

@@ -21,6 +21,7 @@ The others train through :func:`fit_recipe`:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -163,24 +164,38 @@ RECIPES: Final[Mapping[str, Recipe]] = {
 }
 
 
-def get_recipe(recipe: str | Recipe) -> Recipe:
-    """Return the recipe named ``recipe`` (a :class:`Recipe` is returned as it is).
+def get_recipe(
+    recipe: str | Recipe, *, variant: str | None = None, learning_rate: float | None = None
+) -> Recipe:
+    """Return the recipe named ``recipe`` (a :class:`Recipe` is taken as it is).
+
+    Args:
+        recipe: A name in :data:`RECIPES` or a :class:`Recipe`.
+        variant: If given, the returned recipe's network instead of its own.
+        learning_rate: If given, the returned recipe's (peak) step size.
 
     Raises:
-        ValueError: Unknown name; the message lists the valid ones.
+        ValueError: Unknown name (the message lists the valid ones) or a bad override.
         TypeError: ``recipe`` is neither a str nor a :class:`Recipe`.
 
     Example:
         >>> get_recipe("fast").batch_size
         128
+        >>> get_recipe("fast", learning_rate=0.01).learning_rate
+        0.01
     """
     if isinstance(recipe, Recipe):
-        return recipe
-    if not isinstance(recipe, str):
+        found: Recipe | None = recipe
+    elif isinstance(recipe, str):
+        found = RECIPES.get(recipe)
+    else:
         raise TypeError(f"recipe must be a str or a Recipe, got {type(recipe).__name__}")
-    found = RECIPES.get(recipe)
     if found is None:
         raise ValueError(f"unknown recipe; choose one of {sorted(RECIPES)}, got {recipe!r}")
+    if variant is not None:
+        found = dataclasses.replace(found, variant=variant)
+    if learning_rate is not None:
+        found = dataclasses.replace(found, learning_rate=learning_rate)
     return found
 
 
