@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from _fakes import dataset_spec, tiny_arrays, write_dataset
-from lenet_mnist import __version__, build_lenet, load_model, predict_digits, save_model
+from lenet_mnist import __version__, build_lenet, cli, load_model, predict_digits, save_model
 from lenet_mnist.cli import build_parser, main
 from lenet_mnist.data import DATASETS, cache_dir
 
@@ -301,6 +301,51 @@ def test_bad_training_arguments(
 ) -> None:
     assert main(["train", "--data-dir", str(tiny_dir), "--quiet", *extra]) == 1
     assert message in _error_line(capsys)
+
+
+@pytest.mark.parametrize(
+    ("error", "line"),
+    [
+        (
+            ImportError("needs matplotlib: pip install 'lenet-mnist[plot]'"),
+            "needs matplotlib: pip install 'lenet-mnist[plot]'",
+        ),
+        (OSError(28, "No space left on device"), "[Errno 28] No space left on device"),
+        (ValueError("first line\nsecond line\nthird"), "first line"),
+        (TypeError(), "TypeError"),
+    ],
+)
+def test_errors_from_any_command_are_one_line(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    error: Exception,
+    line: str,
+) -> None:
+    def fail(args: object, out: object) -> int:
+        raise error
+
+    monkeypatch.setitem(cli._COMMANDS, "info", fail)
+    assert main(["info"]) == 1
+    assert _error_line(capsys) == f"lenet-mnist: error: {line}"
+
+
+def test_programming_errors_are_not_hidden(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Only user errors become one line; a bug keeps its traceback.
+    def fail(args: object, out: object) -> int:
+        raise ZeroDivisionError("bug")
+
+    monkeypatch.setitem(cli._COMMANDS, "info", fail)
+    with pytest.raises(ZeroDivisionError, match="bug"):
+        main(["info"])
+
+
+def test_interrupt(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    def interrupted(args: object, out: object) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(cli._COMMANDS, "info", interrupted)
+    assert main(["info"]) == 130
+    assert capsys.readouterr().err == "lenet-mnist: interrupted\n"
 
 
 # --- the real MNIST --------------------------------------------------------------------
