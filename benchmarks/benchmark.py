@@ -97,10 +97,12 @@ def _worker(args: argparse.Namespace) -> dict[str, Any]:
     images = sum(min(e["steps"] * batch, count) for e in steady)
     seconds = sum(e["train_seconds"] for e in steady)
     first = next((e for e in epochs_log if e["val_accuracy"] >= TARGET), None)
-    if recipe.legacy_fit:
-        reached = first["end_seconds"] if first else None
+    if first is None:
+        reached = None
+    elif target is not None and not recipe.legacy_fit:
+        reached = total  # stopped at the crossing: the whole call is the time to it
     else:
-        reached = total if first else None
+        reached = first["end_seconds"]
     return {
         "recipe": recipe.name,
         "variant": recipe.variant,
