@@ -116,7 +116,7 @@ def test_as_model_input_scaling() -> None:
 @pytest.mark.parametrize(
     ("images", "message"),
     [
-        (np.zeros((28, 27), np.uint8), r"must have shape .* got \(28, 27\)"),
+        (np.zeros((28, 27, 2), np.uint8), r"must have shape .* got \(28, 27, 2\)"),
         (np.zeros((2, 28, 28, 3), np.uint8), r"got \(2, 28, 28, 3\)"),
         (np.zeros((1, 1, 28, 28, 1), np.uint8), r"got \(1, 1, 28, 28, 1\)"),
         (np.zeros(784, np.uint8), r"got \(784,\)"),

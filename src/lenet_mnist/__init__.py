@@ -29,6 +29,7 @@ if TYPE_CHECKING:
         DownloadError,
         GPUAlreadyInitializedError,
         IdxFormatError,
+        ImageError,
         LenetMnistError,
         ModelFileError,
         UnsafeModelError,
@@ -49,6 +50,8 @@ if TYPE_CHECKING:
         plot_samples,
         write_report,
     )
+    from lenet_mnist.preprocessing import prepare_image, save_image_strip
+    from lenet_mnist.pretrained_model import pretrained
     from lenet_mnist.recipes import RECIPES, Recipe, build_recipe_model, get_recipe
     from lenet_mnist.serialization import load_model, save_model
     from lenet_mnist.training import compile_model, train
@@ -62,6 +65,7 @@ __all__ = [
     "EvaluationReport",
     "GPUAlreadyInitializedError",
     "IdxFormatError",
+    "ImageError",
     "LeNet",
     "LenetMnistError",
     "MnistData",
@@ -90,8 +94,11 @@ __all__ = [
     "plot_misclassified",
     "plot_samples",
     "predict_digits",
+    "prepare_image",
+    "pretrained",
     "read_idx",
     "save_history",
+    "save_image_strip",
     "save_model",
     "train",
     "write_report",
@@ -104,6 +111,7 @@ _LOCATIONS: dict[str, str] = {
     "DownloadError": "errors",
     "GPUAlreadyInitializedError": "errors",
     "IdxFormatError": "errors",
+    "ImageError": "errors",
     "LenetMnistError": "errors",
     "ModelFileError": "errors",
     "UnsafeModelError": "errors",
@@ -130,6 +138,9 @@ _LOCATIONS: dict[str, str] = {
     "Recipe": "recipes",
     "build_recipe_model": "recipes",
     "get_recipe": "recipes",
+    "prepare_image": "preprocessing",
+    "save_image_strip": "preprocessing",
+    "pretrained": "pretrained_model",
     "plot_confusion_matrix": "plotting",
     "plot_history": "plotting",
     "plot_misclassified": "plotting",

@@ -146,17 +146,34 @@ def build_parser() -> argparse.ArgumentParser:
 
     predict = commands.add_parser(
         "predict",
-        help="recognize digits of test images",
-        description="Print the predicted digit of MNIST test images, with its probability and the runner-up.",
+        help="recognize handwritten digits in image files (or MNIST test images)",
+        description="Print the predicted digit of each image file (PNG, JPEG, BMP, GIF: a photo "
+        "or scan of one digit, dark on light or light on dark), with its probability and the "
+        "runner-up. Each picture is preprocessed into MNIST's form first (see --show). With "
+        "--index, MNIST test images instead.",
     )
-    predict.add_argument("--model", required=True, metavar="MODEL", help="a .keras model file")
+    predict.add_argument(
+        "files", nargs="*", metavar="FILE", help="image files, one handwritten digit each"
+    )
+    predict.add_argument(
+        "--model",
+        metavar="MODEL",
+        help="a .keras model file (default: the pretrained model shipped with lenet-mnist)",
+    )
     predict.add_argument(
         "--index",
         type=int,
         nargs="+",
-        required=True,
         metavar="I",
-        help="test image indices (0..9999)",
+        help="MNIST test image indices (0..9999) instead of files",
+    )
+    predict.add_argument(
+        "--json", action="store_true", help="print one JSON array instead of lines of text"
+    )
+    predict.add_argument(
+        "--show",
+        metavar="PNG",
+        help="also write the 28x28 images as the model sees them, side by side, to this PNG",
     )
     _add_data_dir(predict)
 
@@ -333,24 +350,59 @@ def _cmd_show(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace, out: TextIO) -> int:
-    from lenet_mnist.inference import predict_digits
-    from lenet_mnist.serialization import load_model
+    import json
 
-    model = load_model(args.model)
-    data = _load_data(args)
-    count = len(data.test_images)
-    bad = [i for i in args.index if not 0 <= i < count]
-    if bad:
-        raise ValueError(f"test image indices must be in 0..{count - 1}, got {bad}")
-    result = predict_digits(model, data.test_images[args.index])
-    for row, index in enumerate(args.index):
-        probs = result.probabilities[row]
-        first, second = (int(k) for k in probs.argsort()[::-1][:2])
-        print(
-            f"test[{index}]: {first} (p={probs[first]:.4f}), runner-up {second} "
-            f"(p={probs[second]:.4f}), label {int(data.test_labels[index])}",
-            file=out,
+    from lenet_mnist.inference import images_to_batch, predict_digits
+    from lenet_mnist.preprocessing import save_image_strip
+
+    if bool(args.files) == (args.index is not None):
+        raise ValueError(
+            "give either image files or --index, got " + ("both" if args.files else "neither")
         )
+    if args.model is None:
+        from lenet_mnist.pretrained_model import pretrained
+
+        model = pretrained()
+    else:
+        from lenet_mnist.serialization import load_model
+
+        model = load_model(args.model)
+    records: list[dict[str, object]] = []
+    if args.files:
+        images = images_to_batch(list(args.files))
+        records = [{"file": name} for name in args.files]
+    else:
+        data = _load_data(args)
+        count = len(data.test_images)
+        bad = [i for i in args.index if not 0 <= i < count]
+        if bad:
+            raise ValueError(f"test image indices must be in 0..{count - 1}, got {bad}")
+        images = images_to_batch(data.test_images[args.index])
+        records = [{"index": i, "label": int(data.test_labels[i])} for i in args.index]
+    result = predict_digits(model, images)
+    for record, probs in zip(records, result.probabilities, strict=True):
+        first, second = (int(k) for k in probs.argsort()[::-1][:2])
+        record.update(
+            digit=first,
+            probability=round(float(probs[first]), 6),
+            runner_up=second,
+            runner_up_probability=round(float(probs[second]), 6),
+        )
+    if args.json:
+        print(json.dumps(records, indent=2), file=out)
+    else:
+        for record in records:
+            where = record.get("file", f"test[{record.get('index')}]")
+            label = f", label {record['label']}" if "label" in record else ""
+            print(
+                f"{where}: {record['digit']} (p={record['probability']:.4f}), runner-up "
+                f"{record['runner_up']} (p={record['runner_up_probability']:.4f}){label}",
+                file=out,
+            )
+    if args.show is not None:
+        path = save_image_strip(images, args.show)
+        if not args.json:
+            print(f"the images as the model sees them: {path}", file=out)
     return 0
 
 

@@ -15,6 +15,7 @@ __all__ = [
     "DownloadError",
     "GPUAlreadyInitializedError",
     "IdxFormatError",
+    "ImageError",
     "LenetMnistError",
     "ModelFileError",
     "UnsafeModelError",
@@ -47,6 +48,10 @@ class DownloadError(LenetMnistError, OSError):
 
 class GPUAlreadyInitializedError(LenetMnistError, RuntimeError):
     """GPU settings were changed after the TensorFlow runtime had started."""
+
+
+class ImageError(LenetMnistError, ValueError):
+    """An image cannot be used: not a readable image, bad pixels, or no ink in it."""
 
 
 class ModelFileError(LenetMnistError, ValueError):

@@ -55,6 +55,29 @@ def _lenet5_network(num_classes: int) -> keras.Model:
     return keras.Model(inputs, outputs, name="lenet5")
 
 
+def _robust_network(num_classes: int) -> keras.Model:
+    # Two conv pairs with batch norm and dropout: small enough to train to 99.4% in a few
+    # CPU minutes and to ship in the package (the pretrained model), wide enough to
+    # absorb the augmentation that makes it robust to real, preprocessed handwriting.
+    inputs = keras.Input(shape=INPUT_SHAPE, name="image")
+    x = inputs
+    for stage, filters in ((1, 32), (2, 64)):
+        for part in "ab":
+            name = f"conv{stage}{part}"
+            x = keras.layers.Conv2D(filters, 3, use_bias=False, name=name)(x)
+            x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
+            x = keras.layers.Activation("relu", name=f"{name}_relu")(x)
+        x = keras.layers.MaxPooling2D(2, name=f"pool{stage}")(x)
+        x = keras.layers.Dropout(0.1, name=f"pool{stage}_dropout")(x)
+    x = keras.layers.Flatten(name="flatten")(x)
+    x = keras.layers.Dense(128, use_bias=False, name="fc1")(x)
+    x = keras.layers.BatchNormalization(name="fc1_bn")(x)
+    x = keras.layers.Activation("relu", name="fc1_relu")(x)
+    x = keras.layers.Dropout(0.4, name="fc1_dropout")(x)
+    outputs = keras.layers.Dense(num_classes, name="logits", dtype="float32")(x)
+    return keras.Model(inputs, outputs, name="lenet_robust")
+
+
 def _fast_network(num_classes: int) -> keras.Model:
     # Shaped for training speed on CPUs: 5x5 kernels with half the tutorial's filters
     # give 1.1 M multiply-adds per image instead of 2.5 M and less than half the
@@ -75,12 +98,14 @@ def _fast_network(num_classes: int) -> keras.Model:
 VARIANTS: Final[dict[str, str]] = {
     "seed": "the tutorial's network: conv32-pool-conv64-pool-dense64-dense10, 121,930 parameters",
     "lenet5": "LeNet-5 (LeCun et al. 1998) layout on the 28x28 image padded to 32x32, 61,706 parameters",
+    "robust": "two conv pairs with batch norm and dropout (the pretrained model), 198,442 parameters",
     "fast": "shaped for training speed: conv16 5x5-pool-conv32 5x5-pool-dense64-dense10, 46,730 parameters",
 }
 
 _BUILDERS: Final[dict[str, Callable[[int], keras.Model]]] = {
     "seed": _seed_network,
     "lenet5": _lenet5_network,
+    "robust": _robust_network,
     "fast": _fast_network,
 }
 
