@@ -1,5 +1,7 @@
 """Predicting digits with a trained model.
 
+:func:`predict_digits` takes MNIST-form arrays as they are and anything else -- image
+files, their bytes, photos as arrays -- through :func:`lenet_mnist.prepare_image`.
 :func:`predict_digits` runs the model through a ``tf.function`` compiled once per
 model for a fixed input signature ``(None, 28, 28, 1)`` float32, instead of
 ``model.predict``, whose per-call setup costs tens of milliseconds: one image takes
@@ -8,8 +10,9 @@ well under a millisecond.
 
 from __future__ import annotations
 
+import os
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -18,7 +21,9 @@ import numpy as np
 import numpy.typing as npt
 import tensorflow as tf
 
-__all__ = ["DigitPredictions", "as_model_input", "predict_digits"]
+from lenet_mnist.preprocessing import ImageInput, prepare_image
+
+__all__ = ["DigitPredictions", "as_model_input", "images_to_batch", "predict_digits"]
 
 # Large inputs run in chunks so memory stays bounded whatever the batch size.
 _CHUNK: Final = 4096
@@ -108,6 +113,65 @@ def as_model_input(images: npt.ArrayLike) -> npt.NDArray[np.float32]:
     return array.astype(np.float32) / np.float32(255.0)
 
 
+_FILE_TYPES: Final = (str, os.PathLike, bytes, bytearray, memoryview)
+
+
+def _is_mnist_form(shape: tuple[int, ...]) -> bool:
+    return shape in ((28, 28), (28, 28, 1)) or (
+        len(shape) in (3, 4) and shape[1:3] == (28, 28) and shape[3:] in ((), (1,))
+    )
+
+
+def _one_image(item: object) -> npt.NDArray[np.float32]:
+    """One image of a list as ``(28, 28, 1)``: MNIST-form as it is, else prepared."""
+    if isinstance(item, _FILE_TYPES):
+        return prepare_image(item)[..., np.newaxis]
+    array = np.asarray(item)
+    if array.shape in ((28, 28), (28, 28, 1)):
+        single: npt.NDArray[np.float32] = as_model_input(array)[0]
+        return single
+    return prepare_image(array)[..., np.newaxis]
+
+
+def images_to_batch(images: ImageInput | Sequence[ImageInput]) -> npt.NDArray[np.float32]:
+    """The model's input ``(N, 28, 28, 1)`` float32 for what :func:`predict_digits` accepts.
+
+    The rule, in order:
+
+    1. A path (``str``, ``os.PathLike``) or encoded bytes: one image file, prepared by
+       :func:`lenet_mnist.prepare_image`.
+    2. A list or tuple holding paths, bytes or arrays of two or more dimensions: one
+       image per item, each by rules 1 and 3.
+    3. An array whose shape is MNIST's -- ``(28, 28)``, ``(28, 28, 1)``,
+       ``(N, 28, 28)`` or ``(N, 28, 28, 1)`` -- is taken as already preprocessed
+       (white ink on black, centred) and used as it is (see :func:`as_model_input`);
+       any other ``(H, W)``, ``(H, W, 1)``, ``(H, W, 3)`` or ``(H, W, 4)`` array is one
+       picture, prepared by :func:`lenet_mnist.prepare_image`. So a 28x28 *photo*
+       (dark on light, off-centre) must go through ``prepare_image`` explicitly.
+
+    Raises:
+        ValueError: An empty list, or an image that cannot be used (see
+            :func:`as_model_input` and :func:`lenet_mnist.prepare_image`).
+        FileNotFoundError: A path that does not exist.
+    """
+    if isinstance(images, _FILE_TYPES):
+        return prepare_image(images)[np.newaxis, :, :, np.newaxis]
+    if isinstance(images, list | tuple):
+        if not images:
+            raise ValueError("images is an empty list, got []")
+        if any(isinstance(item, _FILE_TYPES) or np.ndim(item) >= 2 for item in images):
+            return np.stack([_one_image(item) for item in images])
+    try:
+        array = np.asarray(images)
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"images must be a numeric array: {error}") from error
+    if not _is_mnist_form(array.shape) and (
+        array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (1, 3, 4))
+    ):
+        return prepare_image(array)[np.newaxis, :, :, np.newaxis]
+    return as_model_input(array)
+
+
 def _predictor(model: keras.Model) -> _Predictor:
     predictor = _PREDICTORS.get(model)
     if predictor is None:
@@ -135,22 +199,31 @@ def _predictor(model: keras.Model) -> _Predictor:
     return predictor
 
 
-def predict_digits(model: keras.Model, images: npt.ArrayLike) -> DigitPredictions:
+def predict_digits(
+    model: keras.Model, images: ImageInput | Sequence[ImageInput]
+) -> DigitPredictions:
     """Recognize the digit in each image.
 
     Args:
         model: A model taking ``(batch, 28, 28, 1)`` float32 images and returning
-            logits, such as :func:`build_lenet`'s or :class:`LeNet`.
-        images: One image or a batch, with or without the channel axis, as
-            :func:`as_model_input` describes: integer dtypes are 0..255 pixels, float
-            dtypes are [0, 1] pixels, white ink on black as in MNIST.
+            logits, such as :func:`build_lenet`'s, :class:`LeNet` or
+            :func:`lenet_mnist.pretrained`.
+        images: MNIST-form arrays -- one image or a batch, ``(28, 28)``,
+            ``(28, 28, 1)``, ``(N, 28, 28)`` or ``(N, 28, 28, 1)``, white ink on black
+            as in MNIST; integer dtypes are 0..255 pixels, float dtypes [0, 1] -- are
+            used as they are. Anything else goes through
+            :func:`lenet_mnist.prepare_image` first: an image file path or its bytes,
+            any other ``(H, W[, C])`` picture array, or a list of such (see
+            :func:`images_to_batch` for the exact rule).
 
     Returns:
         :class:`DigitPredictions` with ``digits`` (N,), ``probabilities`` (N, 10) and
         ``logits`` (N, 10); N is 1 for a single image.
 
     Raises:
-        ValueError: Bad images (see :func:`as_model_input`).
+        ValueError: Bad images (see :func:`as_model_input` and
+            :func:`lenet_mnist.prepare_image`, whose ``ImageError`` is a ``ValueError``).
+        FileNotFoundError: An image path that does not exist.
         TypeError: ``model`` is not a ``keras.Model``.
 
     Example:
@@ -162,7 +235,7 @@ def predict_digits(model: keras.Model, images: npt.ArrayLike) -> DigitPrediction
     """
     if not isinstance(model, keras.Model):
         raise TypeError(f"model must be a keras.Model, got {type(model).__name__}")
-    batch = as_model_input(images)
+    batch = images_to_batch(images)
     run = _predictor(model)
     logits_parts: list[npt.NDArray[np.float32]] = []
     prob_parts: list[npt.NDArray[np.float32]] = []
