@@ -86,7 +86,13 @@ def _result(out: str) -> tuple[list[np.ndarray], dict[str, Any]]:
 
 
 def _names(directory: Path) -> set[str]:
-    return {entry.name for entry in directory.iterdir()}
+    """Entries of a checkpoint directory, the unique suffix of checkpoint names dropped."""
+    return {
+        entry.name[: len("checkpoint-000000")]
+        if entry.name.startswith("checkpoint-")
+        else entry.name
+        for entry in directory.iterdir()
+    }
 
 
 @pytest.mark.slow  # six TensorFlow processes: about a minute on two idle cores
@@ -312,3 +318,21 @@ def test_cli_train_resumes_from_checkpoint_dir(
     assert capsys.readouterr().err.splitlines() == [
         "lenet-mnist: error: deterministic=True needs a seed, got seed=None"
     ]
+
+
+def test_rewriting_the_current_epoch_never_touches_the_checkpoint_in_use(tmp_path: Path) -> None:
+    callback = EpochCheckpoint(tmp_path, config={"seed": 1})
+    callback.set_model(_model())
+    callback.on_epoch_end(0, {"loss": 1.5})
+    first = load_checkpoint(tmp_path)
+    # The same epoch again (a second run from scratch into the same directory): it gets
+    # its own directory, so the one the pointer names stays intact until the pointer moves.
+    second_writer = EpochCheckpoint(tmp_path, config={"seed": 1})
+    second_writer.set_model(_model(seed=3))
+    second_writer.on_epoch_end(0, {"loss": 1.25})
+    second = load_checkpoint(tmp_path)
+    assert first is not None
+    assert second is not None
+    assert second.path != first.path
+    assert not first.path.exists()
+    assert (second.epoch, second.history) == (1, {"loss": [1.25]})

@@ -2,13 +2,13 @@
 
 A checkpoint directory holds at most one complete checkpoint at rest::
 
-    DIR/latest.json              {"format": 1, "checkpoint": "checkpoint-000003"}
-    DIR/checkpoint-000003/
+    DIR/latest.json              {"format": 1, "checkpoint": "checkpoint-000003-x1y2z3"}
+    DIR/checkpoint-000003-x1y2z3/
         model.keras              weights and optimizer state (lenet_mnist.save_model)
         state.json               completed epochs, history, the run's configuration
 
-After each epoch :class:`EpochCheckpoint` writes a new ``checkpoint-NNNNNN`` under a
-temporary name inside ``DIR``, flushes every file to disk (``fsync``), renames the
+After each epoch :class:`EpochCheckpoint` writes a new ``checkpoint-NNNNNN-<unique>``
+under a temporary name inside ``DIR``, flushes every file to disk (``fsync``), renames the
 directory into place and only then replaces ``latest.json`` -- a single atomic
 ``os.replace`` -- so the pointer always names a complete checkpoint. Older checkpoints
 and leftovers of killed writes are deleted only after the pointer has moved. A process
@@ -71,7 +71,7 @@ class CheckpointState:
     """The last complete checkpoint of a training run.
 
     Attributes:
-        path: The checkpoint's own directory (``DIR/checkpoint-NNNNNN``).
+        path: The checkpoint's own directory (``DIR/checkpoint-NNNNNN-<unique>``).
         epoch: How many epochs were complete when it was written (>= 1).
         history: Per-epoch values so far (``"loss"``, ``"accuracy"``, ``"val_loss"``,
             ``"val_accuracy"``, ...), each a list of ``epoch`` floats.
@@ -315,8 +315,9 @@ class EpochCheckpoint(keras.callbacks.Callback):  # type: ignore[misc]
     def write(self, epoch: int, *, stopped: bool = False) -> Path:
         """Write a checkpoint of the model after ``epoch`` completed epochs; return its path."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        name = f"{_PREFIX}{epoch:06d}"
         staging = Path(tempfile.mkdtemp(prefix=_TMP_PREFIX, dir=self.directory))
+        # A unique name: the new checkpoint can never replace the one the pointer names.
+        name = f"{_PREFIX}{epoch:06d}-{staging.name.removeprefix(_TMP_PREFIX)}"
         try:
             model_file = save_model(self.model, staging / _MODEL_FILE)
             _fsync_file(model_file)
@@ -332,10 +333,6 @@ class EpochCheckpoint(keras.callbacks.Callback):  # type: ignore[misc]
             )
             _fsync_dir(staging)
             final = self.directory / name
-            if final.exists():
-                # Left by a run killed after the rename but before the pointer moved:
-                # never the checkpoint the pointer names, since that one is older.
-                shutil.rmtree(final)
             staging.rename(final)
         finally:
             if staging.exists():
