@@ -50,8 +50,11 @@ napoleon_use_rtype = False
 # offline (CI has no internet). References to third-party and standard-library
 # types therefore have no target; they are rendered as plain names instead of
 # failing the nitpicky build.
+_THIRD_PARTY = (
+    "numpy np npt keras tensorflow tf matplotlib PIL onnx onnxruntime tf2onnx ai_edge_litert"
+)
 nitpick_ignore_regex = [
-    ("py:.*", r"(numpy|np|npt|keras|tensorflow|tf|matplotlib|PIL|onnx|onnxruntime|tf2onnx|ai_edge_litert)(\..*)?"),
+    ("py:.*", rf"({_THIRD_PARTY.replace(' ', '|')})(\..*)?"),
     ("py:.*", r"typing_extensions\..*"),
     ("py:.*", rf"({'|'.join(sorted(sys.stdlib_module_names))})\..*"),
     ("py:.*", r"(Path|PathLike|Sequence|Mapping|Iterable|Iterator|Callable|Literal)"),
