@@ -119,7 +119,9 @@ def build_lenet(
         variant: ``"seed"``, exactly the tutorial's network (Conv2D 32 3x3 ReLU ->
             MaxPool 2x2 -> Conv2D 64 3x3 ReLU -> MaxPool 2x2 -> Flatten -> Dense 64 ReLU
             -> Dense 10 logits; 121,930 parameters), or ``"lenet5"``, LeCun et al.
-            1998's LeNet-5 (published test error 0.95%). See :data:`VARIANTS`.
+            1998's LeNet-5 (published test error 0.95%). ``"robust"`` (two conv pairs
+            with batch norm and dropout, 198,442 parameters) is the network of
+            :func:`lenet_mnist.pretrained`. See :data:`VARIANTS`.
         num_classes: Number of output logits.
         seed: Seed for the initial weights; ``None`` draws them from Keras's global
             random state (set with ``keras.utils.set_random_seed``).
