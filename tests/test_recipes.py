@@ -313,7 +313,7 @@ def test_target_accuracy_callback_records_where_it_stopped() -> None:
 
 
 def test_tutorial_recipe_stops_at_an_epoch_end(tiny_data) -> None:
-    model = compile_model(build_lenet("seed", seed=0), learning_rate=3e-3)
+    model = compile_model(build_lenet("fast", seed=0), learning_rate=3e-3)
     history = train(
         model, tiny_data, epochs=30, batch_size=16, seed=0, verbose=0, target_accuracy=0.9
     )
