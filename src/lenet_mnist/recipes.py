@@ -338,11 +338,17 @@ def make_dataset(
         [(4, 28, 28, 1), (4, 28, 28, 1)]
     """
     count = int(images.shape[0])
-    dataset = tf.data.Dataset.from_tensor_slices(
-        (tf.constant(images, tf.float32), tf.constant(np.asarray(labels), tf.int32))
-    )
-    dataset = dataset.shuffle(count, seed=seed, reshuffle_each_iteration=True)
+    all_images = tf.constant(images, tf.float32)
+    all_labels = tf.constant(np.asarray(labels), tf.int32)
+    # Shuffle indices, not images: a shuffle buffer of 60,000 images is refilled (188 MB
+    # copied element by element) before each epoch's first batch, which stalled
+    # training for ~1 s per epoch here; gathering each batch by index does not.
+    dataset = tf.data.Dataset.range(count).shuffle(count, seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size, drop_remainder=count >= batch_size)
+    dataset = dataset.map(
+        lambda index: (tf.gather(all_images, index), tf.gather(all_labels, index)),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
     if max_shift:
         dataset = dataset.map(
             lambda x, y: (_shift_batch(x, max_shift), y), num_parallel_calls=tf.data.AUTOTUNE
