@@ -16,8 +16,10 @@ shuffling, augmentation (stateless random ops keyed by the batch number) and the
 initial weights; a rerun on the same machine and TensorFlow version gives the same
 model up to the nondeterminism of multithreaded CPU kernels.
 
-Measured run time: see the end of the run's output (the README and CHANGELOG quote the
-run that produced the shipped file). The file is saved without optimizer state.
+The run that produced the shipped file (TensorFlow 2.21, Keras 3.15, 2 CPU cores shared
+with other jobs, load average ~9): 6 epochs, 1,834 s of wall time, 528 s of CPU time
+(``/usr/bin/time``), test accuracy 0.9953 (9953/10000), file 875,452 bytes. On an idle
+2-core machine expect roughly the CPU time. The file is saved without optimizer state.
 """
 
 from __future__ import annotations
