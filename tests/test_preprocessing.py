@@ -129,6 +129,8 @@ def test_transparent_background_is_composited() -> None:
     assert _distance(prepare_image(rgba), expected) < 0.01
     rgba[..., :3] = 255  # white strokes on a transparent canvas
     assert _distance(prepare_image(rgba), expected) < 0.01
+    gray_alpha = tf.io.encode_png(rgba[..., [0, 3]]).numpy()  # a gray + alpha PNG
+    assert _distance(prepare_image(gray_alpha), expected) < 0.01
 
 
 @pytest.mark.parametrize("fmt", ["png", "jpeg", "bmp", "gif"])

@@ -100,7 +100,11 @@ def _decode(data: bytes) -> npt.NDArray[np.uint8]:
             f"not a readable PNG, JPEG, BMP or GIF image ({message}), "
             f"got {len(data):,} bytes starting {data[:8]!r}"
         ) from None
-    return np.asarray(tensor.numpy())
+    pixels = np.asarray(tensor.numpy())
+    if pixels.shape[-1] == 2:
+        # Gray + alpha PNGs: as RGBA, so transparency is composited like any other.
+        pixels = pixels[..., [0, 0, 0, 1]]
+    return pixels
 
 
 def _read(image: str | os.PathLike[str]) -> npt.NDArray[np.uint8]:
