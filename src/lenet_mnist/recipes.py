@@ -52,9 +52,10 @@ __all__ = [
 
 Verbose = Literal["auto", 0, 1, 2]
 
-# Test images per call of the compiled evaluator: large enough to keep the matrix
-# units busy, small enough that a layer's activations stay far below a gigabyte.
-_EVAL_CHUNK: Final = 2000
+# Test images per call of the compiled evaluator: ~1,000 keeps a layer's activations
+# near the CPU's caches (1.4-1.8x faster than 4,096 for predict_digits here), and
+# 10,000 / 1,000 gives equal chunks, so one trace.
+_EVAL_CHUNK: Final = 1000
 
 
 @dataclass(frozen=True)
