@@ -234,9 +234,28 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _quiet_tensorflow() -> None:
-    # TensorFlow's C++ start-up chatter (CUDA probing on CPU-only machines) is noise on a
-    # command line; a user who wants it sets TF_CPP_MIN_LOG_LEVEL themselves.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    # TensorFlow's C++ start-up chatter (oneDNN notes, CUDA probing on CPU-only machines)
+    # is noise on a command line whose errors are one line. A user who wants it sets
+    # TF_CPP_MIN_LOG_LEVEL themselves, and then nothing is hidden.
+    if "TF_CPP_MIN_LOG_LEVEL" in os.environ or "tensorflow" in sys.modules:
+        return
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    # TensorFlow 2.20+ logs through absl before absl's logging is initialised, which
+    # ignores TF_CPP_MIN_LOG_LEVEL; only silencing file descriptor 2 during the import
+    # and the device probe hides it. Python errors still surface: they are raised after
+    # stderr is restored.
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def _load_data(args: argparse.Namespace):  # type: ignore[no-untyped-def]  # noqa: ANN202
