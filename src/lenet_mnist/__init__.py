@@ -23,6 +23,7 @@ from lenet_mnist._version import __version__
 
 if TYPE_CHECKING:
     from lenet_mnist.data import MnistData, cache_dir, class_names, download_mnist, load_mnist
+    from lenet_mnist.distribute import make_strategy
     from lenet_mnist.errors import (
         ChecksumError,
         DataNotFoundError,
@@ -34,7 +35,6 @@ if TYPE_CHECKING:
         ModelFileError,
         UnsafeModelError,
     )
-    from lenet_mnist.distribute import make_strategy
     from lenet_mnist.evaluation import EvaluationReport, evaluate_model
     from lenet_mnist.export import export_model
     from lenet_mnist.gpu import configure_gpu
