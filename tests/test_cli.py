@@ -7,6 +7,7 @@ hashes in a monkeypatched ``DATASETS``); the real-data run is marked slow.
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import subprocess
 import sys
@@ -155,8 +156,18 @@ def test_train(tiny_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str
     out = capsys.readouterr().out
     match = re.search(r"^test accuracy: (\d\.\d{4}) \(loss \d+\.\d{4}\)$", out, re.MULTILINE)
     assert match, out
+    best = re.search(
+        r"^2 epochs in \d+\.\d s; best test accuracy (\d\.\d{4}) after epoch ([12])$",
+        out,
+        re.MULTILINE,
+    )
+    assert best, out
     # The default output, in the working directory.
     assert "model saved to lenet.keras" in out
+    history = json.loads((tmp_path / "lenet.history.json").read_text())
+    epoch = int(best.group(2))
+    assert float(best.group(1)) == pytest.approx(history["val_accuracy"][epoch - 1], abs=1e-4)
+    assert history["val_accuracy"][epoch - 1] == max(history["val_accuracy"])
     model = load_model(tmp_path / "lenet.keras")
     assert model.count_params() == 121_930
     # The printed accuracy is the saved model's on the test split.

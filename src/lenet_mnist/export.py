@@ -42,6 +42,7 @@ import numpy as np
 import numpy.typing as npt
 import tensorflow as tf
 
+from lenet_mnist._atomic import atomic_write
 from lenet_mnist._validation import check_positive_int
 from lenet_mnist.inference import as_model_input
 
@@ -282,17 +283,6 @@ def export_model(
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         return target
-    fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{target.stem}-", suffix=target.suffix, dir=target.parent
-    )
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        if format == "tflite":
-            tmp.write_bytes(_tflite_bytes(model, calibration))
-        else:
-            _write_onnx(model, tmp)
-        tmp.replace(target)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return target
+    if format == "tflite":
+        return atomic_write(target, lambda tmp: tmp.write_bytes(_tflite_bytes(model, calibration)))
+    return atomic_write(target, lambda tmp: _write_onnx(model, tmp))

@@ -11,16 +11,16 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
+
+from lenet_mnist._atomic import atomic_write
 
 __all__ = ["as_history_dict", "history_path_for", "load_history", "save_history"]
 
 _HISTORY_SUFFIX: Final = ".history.json"
 _MAX_HISTORY_BYTES: Final = 16 * 1024 * 1024
-_FILE_MODE: Final = 0o644
 
 
 def as_history_dict(history: Any) -> dict[str, list[float]]:
@@ -121,20 +121,8 @@ def save_history(history: Any, path: str | os.PathLike[str]) -> Path:
         key: [value if math.isfinite(value) else None for value in values]
         for key, values in series.items()
     }
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}-", suffix=".part", dir=target.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as file:
-            json.dump(strict, file, indent=2, allow_nan=False)
-            file.write("\n")
-        # mkstemp makes the file owner-only; keep the mode of the file replaced, if any.
-        tmp.chmod(target.stat().st_mode & 0o777 if target.exists() else _FILE_MODE)
-        tmp.replace(target)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return target
+    text = json.dumps(strict, indent=2, allow_nan=False) + "\n"
+    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def load_history(path: str | os.PathLike[str]) -> dict[str, list[float]]:

@@ -16,8 +16,7 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Final
@@ -25,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Final
 import numpy as np
 import numpy.typing as npt
 
+from lenet_mnist._atomic import atomic_write
 from lenet_mnist._validation import check_positive_int
 from lenet_mnist.history import as_history_dict
 
@@ -48,7 +48,6 @@ __all__ = [
 
 _INSTALL_HINT: Final = 'plotting needs matplotlib: pip install "lenet-mnist[plot]"'
 _DPI: Final = 100
-_FILE_MODE: Final = 0o644
 _FORMATS: Final = {".png": "png", ".pdf": "pdf", ".svg": "svg"}
 _WRONG: Final = "tab:red"
 _RIGHT: Final = "black"
@@ -109,28 +108,10 @@ def _check_path(path: str | os.PathLike[str] | None) -> Path | None:
     return target
 
 
-def _atomic_write(target: Path, write: Callable[[Path], object]) -> Path:
-    """Write ``target`` through a temporary file next to it, renamed into place when complete."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{target.stem}-", suffix=target.suffix, dir=target.parent
-    )
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        write(tmp)
-        # mkstemp makes the file owner-only; a report is meant to be shared like any file.
-        tmp.chmod(target.stat().st_mode & 0o777 if target.exists() else _FILE_MODE)
-        tmp.replace(target)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return target
-
-
 def _save(figure: Figure, target: Path | None) -> None:
     if target is not None:
         file_format = _FORMATS[target.suffix.lower()]
-        _atomic_write(target, lambda tmp: figure.savefig(tmp, format=file_format, dpi=_DPI))
+        atomic_write(target, lambda tmp: figure.savefig(tmp, format=file_format, dpi=_DPI))
 
 
 def _check_class_names(class_names: Sequence[str] | None, num_classes: int) -> tuple[str, ...]:
@@ -647,10 +628,10 @@ def write_report(
         for name in ("report.json", "confusion_matrix.png", "misclassified.png", "report.md")
     }
     text = json.dumps(report.to_dict(), indent=2, allow_nan=False) + "\n"
-    _atomic_write(files["report.json"], lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    atomic_write(files["report.json"], lambda tmp: tmp.write_text(text, encoding="utf-8"))
     plot_confusion_matrix(report, files["confusion_matrix.png"])
     plot_misclassified(report, data, n=n_misclassified, path=files["misclassified.png"])
     shown = min(n_misclassified, len(report.misclassified))
     page = _report_markdown(report, title, shown)
-    _atomic_write(files["report.md"], lambda tmp: tmp.write_text(page, encoding="utf-8"))
+    atomic_write(files["report.md"], lambda tmp: tmp.write_text(page, encoding="utf-8"))
     return files

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Any, Final
 
 import keras
 
+from lenet_mnist._atomic import atomic_write
 from lenet_mnist.errors import ModelFileError, UnsafeModelError
 
 # Importing the module registers LeNet with Keras so its files load.
@@ -71,14 +71,7 @@ def save_model(model: keras.Model, path: str | os.PathLike[str]) -> Path:
     if optimizer is not None and not optimizer.built:
         # An unbuilt optimizer saves no slots and Keras warns when loading it back.
         optimizer.build(model.trainable_variables)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.stem}-", suffix=".keras", dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        model.save(tmp)
-        tmp.replace(target)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write(target, model.save)
     return target
 
 
