@@ -156,6 +156,26 @@ def test_unknown_type_code(code: int) -> None:
         decode_idx(_header(code, 1) + b"\x00" * 8, name="f")
 
 
+def test_more_dimensions_than_numpy_supports_are_refused() -> None:
+    # Found by test_hostile's random bytes: 100 dimensions reached NumPy's reshape.
+    header = bytes([0, 0, 0x08, 100]) + b"\x00\x00\x00\x01" * 100
+    with pytest.raises(
+        IdxFormatError, match="f: IDX header declares more than 32 dimensions, got 100"
+    ):
+        decode_idx(header + b"\x00", name="f")
+
+
+def test_an_empty_shape_numpy_cannot_represent_is_refused() -> None:
+    # Found by test_hostile's random bytes: zero images of 2**31-1 x 2**31-1 x 3.
+    header = bytes([0, 0, 0x08, 4]) + struct.pack(">4I", 2**31 - 1, 2**31 - 1, 0, 3)
+    with pytest.raises(
+        IdxFormatError,
+        match=r"f: IDX header declares a shape NumPy cannot represent, "
+        r"got \(2147483647, 2147483647, 0, 3\)",
+    ):
+        decode_idx(header, name="f")
+
+
 def test_truncated_header() -> None:
     data = _header(0x08, 60000, 28, 28)[:10]
     with pytest.raises(

@@ -57,6 +57,8 @@ _DTYPE_CODES: Final[dict[str, int]] = {
     "float64": 0x0E,
 }
 _GZIP_MAGIC: Final = b"\x1f\x8b"
+# NumPy 1.x arrays have at most 32 dimensions (2.x: 64); the header byte allows 255.
+_MAX_NDIM: Final = 32
 _CHUNK: Final = 1 << 20
 
 
@@ -109,6 +111,10 @@ def decode_idx(
     dtype = _TYPE_CODES.get(type_code)
     if dtype is None:
         raise IdxFormatError(f"{name}: unknown IDX type code 0x{type_code:02x}")
+    if ndim > _MAX_NDIM:
+        raise IdxFormatError(
+            f"{name}: IDX header declares more than {_MAX_NDIM} dimensions, got {ndim}"
+        )
     header_size = 4 + 4 * ndim
     if len(view) < header_size:
         raise IdxFormatError(
@@ -117,14 +123,21 @@ def decode_idx(
         )
     shape = struct.unpack(f">{ndim}I", view[4:header_size])
     # Python ints cannot overflow, so the product is exact however large the header claims.
-    count = 1
+    count = nonzero = 1
     for dim in shape:
         count *= dim
+        nonzero *= max(dim, 1)
     body_size = count * dtype.itemsize
     if body_size > max_bytes:
         raise IdxFormatError(
             f"{name}: IDX header declares {body_size} bytes of data for shape {shape}, "
             f"more than the limit of {max_bytes}"
+        )
+    # NumPy refuses a shape whose non-zero sizes overflow its index type even when a
+    # zero size makes the array empty.
+    if nonzero * dtype.itemsize > np.iinfo(np.intp).max:
+        raise IdxFormatError(
+            f"{name}: IDX header declares a shape NumPy cannot represent, got {shape}"
         )
     actual = len(view) - header_size
     if actual < body_size:
