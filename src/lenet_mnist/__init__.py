@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from lenet_mnist._version import __version__
 
 if TYPE_CHECKING:
+    from lenet_mnist.batch_norm import FusedBatchNorm
     from lenet_mnist.data import MnistData, cache_dir, class_names, download_mnist, load_mnist
     from lenet_mnist.distribute import make_strategy
     from lenet_mnist.errors import (
@@ -63,6 +64,7 @@ __all__ = [
     "DigitPredictions",
     "DownloadError",
     "EvaluationReport",
+    "FusedBatchNorm",
     "GPUAlreadyInitializedError",
     "IdxFormatError",
     "ImageError",
@@ -131,6 +133,7 @@ _LOCATIONS: dict[str, str] = {
     "encode_idx": "idx",
     "read_idx": "idx",
     "DigitPredictions": "inference",
+    "FusedBatchNorm": "batch_norm",
     "predict_digits": "inference",
     "LeNet": "lenet",
     "build_lenet": "models",
