@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 from handwriting import photo, random_style
-from lenet_mnist import evaluate_model, predict_digits, prepare_image, pretrained
+from lenet_mnist import build_lenet, evaluate_model, predict_digits, prepare_image, pretrained
 from lenet_mnist.cli import main
 from lenet_mnist.pretrained_model import PRETRAINED_FILE
 
@@ -39,6 +39,15 @@ def test_every_call_returns_an_independent_copy(model) -> None:
     )
     np.testing.assert_array_equal(model.get_layer("logits").get_weights()[0], before)
     np.testing.assert_array_equal(pretrained().get_layer("logits").get_weights()[0], before)
+
+
+def test_its_weights_load_into_the_robust_network_with_the_same_predictions(model) -> None:
+    # The file was trained with Keras's BatchNormalization; build_lenet("robust") now
+    # uses FusedBatchNorm, which has the same state in the same order.
+    rebuilt = build_lenet("robust", seed=0)
+    rebuilt.set_weights(model.get_weights())
+    images = np.random.default_rng(0).random((16, 28, 28, 1), np.float32)
+    np.testing.assert_allclose(rebuilt(images).numpy(), model(images).numpy(), atol=1e-4)
 
 
 def test_a_drawn_one_without_real_data(model) -> None:

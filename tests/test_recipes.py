@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from conftest import make_tiny_data
 from lenet_mnist import build_lenet, compile_model, train
+from lenet_mnist.batch_norm import FusedBatchNorm
 from lenet_mnist.models import VARIANTS
 from lenet_mnist.recipes import (
     RECIPES,
@@ -203,8 +204,22 @@ def test_build_recipe_model_uses_the_recipes_network_and_precision() -> None:
 def test_fast_variant_builds_with_named_layers() -> None:
     model = build_lenet("fast", seed=0)
     names = [layer.name for layer in model.layers]
-    assert names == ["image", "conv1", "pool1", "conv2", "pool2", "flatten", "fc1", "logits"]
-    assert model.count_params() == 46730
+    assert names == [
+        "image",
+        "conv1",
+        "pool1",
+        "pool1_bn",
+        "pool1_relu",
+        "conv2",
+        "pool2",
+        "pool2_bn",
+        "pool2_relu",
+        "flatten",
+        "fc1",
+        "logits",
+    ]
+    assert model.count_params() == 57114
+    assert isinstance(model.get_layer("pool1_bn"), FusedBatchNorm)
     assert model.output_shape == (None, 10)
     assert model.get_layer("logits").dtype_policy.name == "float32"
 
@@ -261,6 +276,7 @@ def _quick_recipe() -> Recipe:
         eval_every=2,
         eval_from=0.0,
         mixed_precision=False,
+        steps_per_execution=1,
     )
 
 
@@ -291,6 +307,42 @@ def test_fast_path_stops_at_the_target_accuracy_mid_epoch() -> None:
     total_steps = len(monitor_steps)
     assert total_steps % 2 == 0
     assert total_steps <= epochs_run * 8
+
+
+def test_evaluations_fall_on_group_ends_with_steps_per_execution() -> None:
+    # 128 images / batch 16 = 8 steps per epoch in groups of 3, 3 and 2: the groups
+    # end at steps 3, 6, 8, 11, 14, 16, ... Evaluating every 4 steps means at the
+    # first group end at or after 4, 8, 12, 16, ...; a step already evaluated is not
+    # evaluated again at the epoch's end.
+    data = make_tiny_data(n_train=128, n_test=64)
+    model = build_lenet("fast", seed=0)
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-4),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        steps_per_execution=3,
+    )
+    evaluated: list[int] = []
+
+    class Recording(TargetAccuracy):
+        def _check(self) -> tuple[float, float]:
+            if not evaluated or evaluated[-1] != self._step:
+                evaluated.append(self._step)
+            return super()._check()
+
+    monitor = Recording(data.test_images, data.test_labels, target=1.0, every=4)
+    history = model.fit(
+        data.train_images,
+        data.train_labels,
+        batch_size=16,
+        epochs=3,
+        verbose=0,
+        callbacks=[monitor],
+        shuffle=False,
+    )
+    epochs_run = len(history.history["val_accuracy"])
+    expected = [6, 8, 14, 16, 22, 24][: 2 * epochs_run]
+    assert evaluated[: len(expected)] == expected
+    assert int(model.optimizer.iterations) == 8 * epochs_run
 
 
 def test_target_accuracy_callback_records_where_it_stopped() -> None:

@@ -12,6 +12,8 @@ from typing import Final
 
 import keras
 
+from lenet_mnist.batch_norm import FusedBatchNorm
+
 __all__ = ["VARIANTS", "build_lenet"]
 
 INPUT_SHAPE: Final = (28, 28, 1)
@@ -65,7 +67,9 @@ def _robust_network(num_classes: int) -> keras.Model:
         for part in "ab":
             name = f"conv{stage}{part}"
             x = keras.layers.Conv2D(filters, 3, use_bias=False, name=name)(x)
-            x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
+            # The fused kernel: the same state and mathematics as Keras's layer, which
+            # the shipped pretrained file uses, and 1.7x faster training here.
+            x = FusedBatchNorm(name=f"{name}_bn")(x)
             x = keras.layers.Activation("relu", name=f"{name}_relu")(x)
         x = keras.layers.MaxPooling2D(2, name=f"pool{stage}")(x)
         x = keras.layers.Dropout(0.1, name=f"pool{stage}_dropout")(x)
@@ -79,15 +83,22 @@ def _robust_network(num_classes: int) -> keras.Model:
 
 
 def _fast_network(num_classes: int) -> keras.Model:
-    # Shaped for training speed on CPUs: 5x5 kernels with half the tutorial's filters
-    # give 1.1 M multiply-adds per image instead of 2.5 M and less than half the
-    # activations in the first layer, and still reach 99% test accuracy in two
-    # epochs (see lenet_mnist.recipes, the "fast" recipe).
+    # Shaped for training speed on CPUs (measured in benchmarks/): a 5x5 then a 3x3
+    # convolution with half the tutorial's filters (0.65 M multiply-adds per image
+    # instead of 2.5 M), channel counts that are multiples of 16 (oneDNN's bfloat16
+    # blocks), and batch normalization *after* pooling, on a quarter of the
+    # activations, by the fused kernel. Normalization lets a large step size reach
+    # 99% test accuracy in about one epoch instead of two; max-pooling first then
+    # normalizing is a valid order for it (the ReLU comes after both).
     inputs = keras.Input(shape=INPUT_SHAPE, name="image")
-    x = keras.layers.Conv2D(16, 5, activation="relu", name="conv1")(inputs)
-    x = keras.layers.MaxPooling2D(2, name="pool1")(x)
-    x = keras.layers.Conv2D(32, 5, activation="relu", name="conv2")(x)
-    x = keras.layers.MaxPooling2D(2, name="pool2")(x)
+    x = inputs
+    for stage, (filters, size) in enumerate(((16, 5), (32, 3)), start=1):
+        x = keras.layers.Conv2D(filters, size, use_bias=False, name=f"conv{stage}")(x)
+        x = keras.layers.MaxPooling2D(2, name=f"pool{stage}")(x)
+        # momentum 0.9: the fast recipe evaluates after a few hundred steps, when
+        # Keras's 0.99 would still lag the statistics of the changing weights.
+        x = FusedBatchNorm(momentum=0.9, name=f"pool{stage}_bn")(x)
+        x = keras.layers.Activation("relu", name=f"pool{stage}_relu")(x)
     x = keras.layers.Flatten(name="flatten")(x)
     x = keras.layers.Dense(64, activation="relu", name="fc1")(x)
     outputs = keras.layers.Dense(num_classes, name="logits", dtype="float32")(x)
@@ -99,7 +110,8 @@ VARIANTS: Final[dict[str, str]] = {
     "seed": "the tutorial's network: conv32-pool-conv64-pool-dense64-dense10, 121,930 parameters",
     "lenet5": "LeNet-5 (LeCun et al. 1998) layout on the 28x28 image padded to 32x32, 61,706 parameters",
     "robust": "two conv pairs with batch norm and dropout (the pretrained model), 198,442 parameters",
-    "fast": "shaped for training speed: conv16 5x5-pool-conv32 5x5-pool-dense64-dense10, 46,730 parameters",
+    "fast": "shaped for training speed: conv16 5x5-pool-bn-conv32 3x3-pool-bn-dense64-dense10, "
+    "57,114 parameters",
 }
 
 _BUILDERS: Final[dict[str, Callable[[int], keras.Model]]] = {
