@@ -8,12 +8,13 @@ import weakref
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from lenet_mnist import build_lenet, predict_digits
-from lenet_mnist.inference import DigitPredictions, as_model_input
+from lenet_mnist.inference import _PREDICTORS, DigitPredictions, as_model_input
 
 # Tolerance for comparing the same image run alone and within a batch: the CPU kernels
 # may sum in a different order for a different batch size.
@@ -175,3 +176,48 @@ def test_predictor_follows_weight_changes(model: keras.Model) -> None:
     after = predict_digits(other, images)
     np.testing.assert_array_equal(after.logits, predict_digits(model, images).logits)
     assert not np.array_equal(after.logits, before.logits)
+
+
+def test_one_image_runs_through_xla_and_matches_the_batch_path(model: keras.Model) -> None:
+    images = np.random.default_rng(3).integers(0, 256, size=(3, 28, 28), dtype=np.uint8)
+    batch = predict_digits(model, images)
+    for i in range(3):
+        alone = predict_digits(model, images[i])
+        np.testing.assert_allclose(alone.logits, batch.logits[i : i + 1], atol=ATOL)
+        np.testing.assert_array_equal(alone.digits, batch.digits[i : i + 1])
+    predictor = _PREDICTORS[model]
+    assert predictor._one is not None
+    assert not predictor._one_failed
+
+
+def test_one_image_follows_weight_changes_through_xla() -> None:
+    image = np.random.default_rng(4).integers(0, 256, size=(28, 28), dtype=np.uint8)
+    first, second = build_lenet("seed", seed=1), build_lenet("seed", seed=2)
+    before = predict_digits(first, image)
+    first.set_weights(second.get_weights())
+    np.testing.assert_allclose(
+        predict_digits(first, image).logits, predict_digits(second, image).logits, atol=ATOL
+    )
+    assert not np.allclose(predict_digits(first, image).logits, before.logits)
+
+
+@keras.saving.register_keras_serializable(package="lenet_mnist_tests")
+class _HostCopy(keras.layers.Layer):
+    """An identity that runs in Python (tf.numpy_function): XLA cannot compile it."""
+
+    def call(self, inputs: tf.Tensor) -> tf.Tensor:
+        outputs = tf.numpy_function(lambda a: a.copy(), [inputs], tf.float32)
+        return tf.ensure_shape(outputs, inputs.shape)
+
+
+def test_a_model_xla_cannot_compile_predicts_one_image_without_it() -> None:
+    inputs = keras.Input((28, 28, 1))
+    x = keras.layers.Flatten()(_HostCopy()(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(10)(x))
+    image = np.random.default_rng(5).random((28, 28), np.float32)
+    alone = predict_digits(model, image)
+    assert _PREDICTORS[model]._one_failed
+    pair = predict_digits(model, np.stack([image, image]))
+    np.testing.assert_allclose(alone.logits, pair.logits[:1], atol=ATOL)
+    # The fallback is remembered: later single images do not try XLA again.
+    np.testing.assert_array_equal(predict_digits(model, image).logits, alone.logits)

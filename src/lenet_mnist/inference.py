@@ -4,8 +4,12 @@
 files, their bytes, photos as arrays -- through :func:`lenet_mnist.prepare_image`.
 :func:`predict_digits` runs the model through a ``tf.function`` compiled once per
 model for a fixed input signature ``(None, 28, 28, 1)`` float32, instead of
-``model.predict``, whose per-call setup costs tens of milliseconds: one image takes
-well under a millisecond.
+``model.predict``, whose per-call setup costs tens of milliseconds. A single image goes
+through a second function, compiled by XLA for the shape ``(1, 28, 28, 1)`` on its
+first use (a few hundred milliseconds, once): XLA runs the whole network as one
+operation, where TensorFlow's executor hands each of a dozen tiny operations between
+threads, and that took a single image from about 0.6-0.75 ms to 0.35-0.47 ms on the
+development machine's two cores. A model XLA cannot compile keeps the first function.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import os
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import keras
 import numpy as np
@@ -29,8 +33,7 @@ __all__ = ["DigitPredictions", "as_model_input", "images_to_batch", "predict_dig
 # images keep a layer's activations near the CPU's caches: 1.4-1.8x the throughput of
 # 4096 on the 10,000 test images here (benchmarks/benchmark.py measures it).
 _CHUNK: Final = 1024
-_Predictor = Callable[[tf.Tensor], tuple[tf.Tensor, tf.Tensor]]
-_PREDICTORS: weakref.WeakKeyDictionary[keras.Model, _Predictor] = weakref.WeakKeyDictionary()
+_Outputs = tuple[tf.Tensor, tf.Tensor]
 
 
 @dataclass(frozen=True)
@@ -174,18 +177,32 @@ def images_to_batch(images: ImageInput | Sequence[ImageInput]) -> npt.NDArray[np
     return as_model_input(array)
 
 
-def _predictor(model: keras.Model) -> _Predictor:
-    predictor = _PREDICTORS.get(model)
-    if predictor is None:
+def _direct(concrete: Any) -> Callable[[tf.Tensor], _Outputs]:
+    """``concrete`` (a ``ConcreteFunction``) as a function of one tensor, called directly."""
+    # ConcreteFunction._call_flat (TensorFlow 2.18 to 2.21 at least) runs the function
+    # on its flat tensors. The public call first binds the arguments to the signature
+    # in Python: ~0.1 ms of a ~0.5 ms one-image prediction here. Should a TensorFlow
+    # release drop the method, the public call is used.
+    call_flat = getattr(concrete, "_call_flat", None)
+    if call_flat is None:  # pragma: no cover - not in the supported TensorFlow releases
+        return concrete  # type: ignore[no-any-return]
+    captured = list(concrete.captured_inputs)
+
+    def call(batch: tf.Tensor) -> _Outputs:
+        return call_flat([batch], captured)  # type: ignore[no-any-return]
+
+    return call
+
+
+class _Predictor:
+    """The compiled functions :func:`predict_digits` runs for one model."""
+
+    def __init__(self, model: keras.Model) -> None:
         # A weak reference: a strong one in the cached value would keep the key, and so
         # every model ever passed to predict_digits, alive forever.
         model_ref = weakref.ref(model)
 
-        @tf.function(  # type: ignore[untyped-decorator]
-            input_signature=[tf.TensorSpec(shape=(None, 28, 28, 1), dtype=tf.float32)],
-            reduce_retracing=True,
-        )
-        def run(batch: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        def forward(batch: tf.Tensor) -> _Outputs:
             # Only traced from predict_digits, which holds the model, so it is alive.
             live = model_ref()
             if live is None:  # pragma: no cover
@@ -193,10 +210,46 @@ def _predictor(model: keras.Model) -> _Predictor:
             logits = tf.cast(live(batch, training=False), tf.float32)
             return logits, tf.nn.softmax(logits, axis=-1)
 
-        # The concrete function of the one signature: calling it skips tf.function's
-        # per-call argument binding and trace lookup, which cost more Python-side time
-        # than the rest of a one-image call (measured ~0.4 of ~0.7 ms).
-        predictor = run.get_concrete_function()
+        # Concrete functions of one signature each: calling one skips tf.function's
+        # per-call trace lookup (measured ~0.4 of ~0.7 ms).
+        self._any = _direct(
+            tf.function(
+                forward,
+                input_signature=[tf.TensorSpec(shape=(None, 28, 28, 1), dtype=tf.float32)],
+                reduce_retracing=True,
+            ).get_concrete_function()
+        )
+        self._one_function = tf.function(
+            forward,
+            input_signature=[tf.TensorSpec(shape=(1, 28, 28, 1), dtype=tf.float32)],
+            jit_compile=True,
+        )
+        self._one: Callable[[tf.Tensor], _Outputs] | None = None
+        self._one_failed = False
+
+    def __call__(self, batch: tf.Tensor) -> _Outputs:
+        if batch.shape[0] != 1 or self._one_failed:
+            return self._any(batch)
+        if self._one is not None:
+            return self._one(batch)
+        try:
+            one = _direct(self._one_function.get_concrete_function())
+            outputs = one(batch)  # XLA compiles here, on the first call
+        except (tf.errors.OpError, NotImplementedError):
+            # Layers or operations XLA cannot compile: keep to the executor.
+            self._one_failed = True
+            return self._any(batch)
+        self._one = one
+        return outputs
+
+
+_PREDICTORS: weakref.WeakKeyDictionary[keras.Model, _Predictor] = weakref.WeakKeyDictionary()
+
+
+def _predictor(model: keras.Model) -> _Predictor:
+    predictor = _PREDICTORS.get(model)
+    if predictor is None:
+        predictor = _Predictor(model)
         _PREDICTORS[model] = predictor
     return predictor
 
