@@ -198,8 +198,8 @@ def get_recipe(
     Example:
         >>> get_recipe("fast").batch_size
         128
-        >>> get_recipe("fast", learning_rate=0.01).learning_rate
-        0.01
+        >>> get_recipe("fast", learning_rate=0.02).learning_rate
+        0.02
     """
     if isinstance(recipe, Recipe):
         found: Recipe | None = recipe
@@ -255,8 +255,8 @@ def learning_rate_schedule(recipe: Recipe, total_steps: int) -> float | Any:
 
     Example:
         >>> schedule = learning_rate_schedule(get_recipe("fast"), 100)
-        >>> [round(float(schedule(step)), 4) for step in (0, 15, 100)]
-        [0.0005, 0.005, 0.0]
+        >>> [round(float(schedule(step)), 4) for step in (0, 5, 100)]
+        [0.001, 0.01, 0.0]
     """
     if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1:
         raise ValueError(f"total_steps must be an int >= 1, got {total_steps!r}")
