@@ -153,9 +153,9 @@ RECIPES: Final[Mapping[str, Recipe]] = {
             warmup_fraction=0.05,
             final_fraction=0.0,
             mixed_precision=True,
-            # One evaluation of the 10,000 test images costs about 30 training steps;
-            # the crossing comes after the first epoch, whose end is evaluated anyway,
-            # and every 52 steps after it bounds the detection delay to ~0.3 s.
+            # One evaluation of the 10,000 test images costs about 30 training steps.
+            # The crossing rarely comes before the first epoch's end, which is
+            # evaluated anyway; every 52 steps after it bounds the delay to ~0.3 s.
             eval_every=52,
             eval_from=0.5,
             # 26 divides an epoch's 468 steps and 52; per-step Python overhead was
