@@ -73,28 +73,22 @@ class FusedBatchNorm(keras.layers.Layer):  # type: ignore[misc]
                 f"FusedBatchNorm needs (batch, H, W, C) inputs with a known C, got {shape}"
             )
         channels = (int(shape[-1]),)
+
         # autocast=False: under mixed precision the layer reads its float32 state as
         # it is; a moving average rounded to bfloat16 every step would drift.
-        self.gamma = self.add_weight(
-            shape=channels, initializer="ones", name="gamma", autocast=False
-        )
-        self.beta = self.add_weight(
-            shape=channels, initializer="zeros", name="beta", autocast=False
-        )
-        self.moving_mean = self.add_weight(
-            shape=channels,
-            initializer="zeros",
-            name="moving_mean",
-            trainable=False,
-            autocast=False,
-        )
-        self.moving_variance = self.add_weight(
-            shape=channels,
-            initializer="ones",
-            name="moving_variance",
-            trainable=False,
-            autocast=False,
-        )
+        def state(name: str, initializer: str, *, trainable: bool = True) -> Any:
+            return self.add_weight(
+                shape=channels,
+                initializer=initializer,
+                name=name,
+                trainable=trainable,
+                autocast=False,
+            )
+
+        self.gamma = state("gamma", "ones")
+        self.beta = state("beta", "zeros")
+        self.moving_mean = state("moving_mean", "zeros", trainable=False)
+        self.moving_variance = state("moving_variance", "ones", trainable=False)
         self.built = True
 
     def call(self, inputs: Any, training: bool | None = None) -> Any:  # noqa: D102 - Keras API

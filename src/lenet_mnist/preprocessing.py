@@ -557,6 +557,7 @@ def save_image_strip(
     """
     import tensorflow as tf
 
+    from lenet_mnist._atomic import atomic_write
     from lenet_mnist._validation import check_positive_int
     from lenet_mnist.inference import as_model_input
 
@@ -579,12 +580,5 @@ def save_image_strip(
         )
     sheet = np.repeat(np.repeat(sheet, zoom, axis=0), zoom, axis=1)
     pixels = np.round(sheet * 255).astype(np.uint8)[:, :, np.newaxis]
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
-    try:
-        tmp.write_bytes(tf.io.encode_png(pixels).numpy())
-        tmp.replace(target)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return target
+    png = tf.io.encode_png(pixels).numpy()
+    return atomic_write(path, lambda tmp: tmp.write_bytes(png))
