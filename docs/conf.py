@@ -58,6 +58,7 @@ nitpick_ignore_regex = [
     ("py:.*", r"typing_extensions\..*"),
     ("py:.*", rf"({'|'.join(sorted(sys.stdlib_module_names))})\..*"),
     ("py:.*", r"(Path|PathLike|Sequence|Mapping|Iterable|Iterator|Callable|Literal)"),
+    ("py:.*", r"(AbstractContextManager|TextIO|BinaryIO)"),
     ("py:.*", r"(NDArray|ArrayLike|DTypeLike|PhysicalDevice|Figure|Axes)"),
 ]
 

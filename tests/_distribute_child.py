@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from conftest import make_tiny_data  # noqa: E402
 from lenet_mnist import build_lenet, compile_model, train  # noqa: E402
-from lenet_mnist.distribute import make_strategy  # noqa: E402
+from lenet_mnist.training.distribute import make_strategy  # noqa: E402
 
 DEVICES = ["/cpu:0", "/cpu:1"]
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from lenet_mnist.data import ROLES, DatasetSpec, FileSpec
-from lenet_mnist.idx import encode_idx, sha256_hex
+from lenet_mnist.data.idx import encode_idx, sha256_hex
 
 FILE_NAMES = {
     "train_images": "train-images-idx3-ubyte",

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import keras
 import numpy as np
 
-import lenet_mnist.checkpoint as checkpoint
+import lenet_mnist.training.checkpoint as checkpoint
 from conftest import make_tiny_data
 from lenet_mnist import build_lenet, compile_model, train
 

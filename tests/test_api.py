@@ -35,51 +35,52 @@ TUTORIAL_NAMES = {
 }
 
 
-def test_all_is_a_literal_list_of_unique_names() -> None:
-    tree = ast.parse((PACKAGE_DIR / "__init__.py").read_text(encoding="utf-8"))
-    assigned = [
-        node.value
-        for node in tree.body
-        if isinstance(node, ast.Assign)
-        and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets)
-    ]
-    assert len(assigned) == 1
-    literal = ast.literal_eval(assigned[0])
-    assert literal == lenet_mnist.__all__
-    assert len(set(literal)) == len(literal)
-    assert set(literal) >= TUTORIAL_NAMES
-
-
-def test_all_matches_the_lazy_table() -> None:
-    assert set(lenet_mnist.__all__) == set(lenet_mnist._LOCATIONS) | {"__version__"}
-
-
-@pytest.mark.parametrize("name", sorted(lenet_mnist._LOCATIONS))
-def test_every_public_name_resolves_to_its_module(name: str) -> None:
-    module = importlib.import_module(f"lenet_mnist.{lenet_mnist._LOCATIONS[name]}")
-    assert getattr(lenet_mnist, name) is getattr(module, name)
-    if hasattr(module, "__all__"):
-        assert name in module.__all__
-    assert name in dir(lenet_mnist)
-
-
-def test_type_checking_imports_match_the_lazy_table() -> None:
-    # mypy and IDEs see the names through the TYPE_CHECKING block; it must agree with the
-    # table the runtime uses.
+def _table() -> dict[str, str]:
+    """The facade's table as written: the imports of its ``if TYPE_CHECKING:`` block."""
     tree = ast.parse((PACKAGE_DIR / "__init__.py").read_text(encoding="utf-8"))
     block = next(
         node
         for node in tree.body
         if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING"
     )
-    imported = {
-        alias.name: node.module
+    return {
+        alias.name: str(node.module)
         for node in block.body
         if isinstance(node, ast.ImportFrom)
         for alias in node.names
     }
-    expected = {name: f"lenet_mnist.{module}" for name, module in lenet_mnist._LOCATIONS.items()}
-    assert imported == expected
+
+
+def test_all_is_derived_from_the_one_table() -> None:
+    table = _table()
+    assert lenet_mnist.__all__ == ["__version__", *sorted(table)]
+    assert len(set(lenet_mnist.__all__)) == len(lenet_mnist.__all__) == 46
+    assert set(lenet_mnist.__all__) >= TUTORIAL_NAMES
+    assert dir(lenet_mnist) == sorted(lenet_mnist.__all__)
+
+
+def test_each_public_name_is_written_once_in_the_facade() -> None:
+    # The table is the only place: no other list, string or assignment names them.
+    tree = ast.parse((PACKAGE_DIR / "__init__.py").read_text(encoding="utf-8"))
+    aliases = [
+        alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom)
+        and (node.module or "").startswith("lenet_mnist.")
+        and node.module != "lenet_mnist._version"
+        for alias in node.names
+    ]
+    assert sorted(aliases) == sorted(set(aliases)) == sorted(_table())
+    strings = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant)}
+    assert not strings & set(_table())
+
+
+@pytest.mark.parametrize("name", sorted(_table()))
+def test_every_public_name_resolves_to_its_module(name: str) -> None:
+    module = importlib.import_module(_table()[name])
+    assert getattr(lenet_mnist, name) is getattr(module, name)
+    if hasattr(module, "__all__"):
+        assert name in module.__all__
 
 
 def test_unknown_attribute() -> None:

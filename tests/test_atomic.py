@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from lenet_mnist import build_lenet, save_model
-from lenet_mnist._atomic import atomic_write
+from lenet_mnist._util.atomic import atomic_write
 
 
 def test_new_file_is_complete_and_shareable(tmp_path: Path) -> None:

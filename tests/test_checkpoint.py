@@ -25,7 +25,7 @@ import pytest
 
 from conftest import make_tiny_data
 from lenet_mnist import build_lenet, compile_model, train
-from lenet_mnist.checkpoint import POINTER, EpochCheckpoint, load_checkpoint
+from lenet_mnist.training.checkpoint import POINTER, EpochCheckpoint, load_checkpoint
 
 CHILD = Path(__file__).with_name("_training_child.py")
 
@@ -242,7 +242,7 @@ def test_failed_write_keeps_the_previous_checkpoint(
     callback = EpochCheckpoint(tmp_path, config={"seed": 1})
     callback.set_model(model)
     callback.on_epoch_end(0, {"loss": 1.5})
-    import lenet_mnist.checkpoint as checkpoint
+    import lenet_mnist.training.checkpoint as checkpoint
 
     def broken(model: keras.Model, path: Path) -> Path:
         path.write_bytes(b"half a zip")
@@ -279,7 +279,7 @@ def test_bad_pointer_is_a_clear_error(tmp_path: Path, pointer: str, match: str) 
 
 
 def test_deterministic_needs_a_seed(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match=r"deterministic=True needs a seed, got seed=None"):
+    with pytest.raises(ValueError, match="a deterministic run needs a seed: pass seed=S"):
         train(_model(), make_tiny_data(8, 8), epochs=1, deterministic=True, verbose=0)
     with pytest.raises(TypeError, match=r"deterministic must be a bool, got str"):
         train(_model(), make_tiny_data(8, 8), epochs=1, deterministic="yes", verbose=0)  # type: ignore[arg-type]
@@ -316,7 +316,7 @@ def test_cli_train_resumes_from_checkpoint_dir(
 
     assert main(["train", "--data-dir", str(data_dir), "--deterministic", "--quiet"]) == 1
     assert capsys.readouterr().err.splitlines() == [
-        "lenet-mnist: error: deterministic=True needs a seed, got seed=None"
+        "lenet-mnist: error: a deterministic run needs a seed: pass seed=S (command line: --seed S), got no seed"
     ]
 
 

@@ -19,7 +19,6 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from _fakes import dataset_spec, file_bytes, serve, tiny_arrays, write_dataset
-from lenet_mnist import data
 from lenet_mnist.data import (
     DATASETS,
     MnistData,
@@ -29,8 +28,9 @@ from lenet_mnist.data import (
     download_mnist,
     load_mnist,
 )
+from lenet_mnist.data.download import mirrors_from_env
+from lenet_mnist.data.idx import encode_idx, read_file_bytes, sha256_hex
 from lenet_mnist.errors import ChecksumError, DataNotFoundError, DownloadError, IdxFormatError
-from lenet_mnist.idx import encode_idx, read_file_bytes, sha256_hex
 
 # The published hashes of MNIST's decompressed files (shared/data/README.md), written out
 # here independently of the library's table.
@@ -432,9 +432,9 @@ def test_download_mnist_arguments(tiny_spec) -> None:
 def test_mirrors_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     spec = DATASETS["mnist"]
     monkeypatch.setenv("LENET_MNIST_MIRRORS", " http://a/x  http://b/ ")
-    assert data._mirrors_from_env(spec) == ("http://a/x/", "http://b/")
+    assert mirrors_from_env(spec) == ("http://a/x/", "http://b/")
     monkeypatch.delenv("LENET_MNIST_MIRRORS")
-    assert data._mirrors_from_env(spec) == spec.mirrors
+    assert mirrors_from_env(spec) == spec.mirrors
 
 
 # --- the real MNIST files (LENET_MNIST_DATA) -------------------------------------------

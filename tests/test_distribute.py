@@ -17,7 +17,7 @@ import pytest
 import tensorflow as tf
 
 from lenet_mnist import build_lenet, compile_model, train
-from lenet_mnist.distribute import check_model_strategy, make_strategy, strategy_scope
+from lenet_mnist.training.distribute import check_model_strategy, make_strategy, strategy_scope
 
 CHILD = Path(__file__).with_name("_distribute_child.py")
 

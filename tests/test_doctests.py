@@ -26,9 +26,9 @@ def _source(module_name: str) -> str:
 
 
 ALL_MODULES = sorted(
-    f"lenet_mnist.{info.name}"
-    for info in pkgutil.iter_modules(lenet_mnist.__path__)
-    if info.name != "__main__"  # running it would run the command
+    info.name
+    for info in pkgutil.walk_packages(lenet_mnist.__path__, "lenet_mnist.")
+    if not info.name.endswith("__main__")  # running it would run the command
 )
 # Only modules that have examples: a module without any would be a test that cannot fail.
 MODULES = [name for name in ["lenet_mnist", *ALL_MODULES] if ">>>" in _source(name)]
@@ -36,8 +36,14 @@ FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 
 
 def test_every_module_is_collected() -> None:
-    assert {"lenet_mnist.data", "lenet_mnist.idx", "lenet_mnist.models"} <= set(MODULES)
-    assert "lenet_mnist.inference" in MODULES
+    assert {
+        "lenet_mnist.data.idx",
+        "lenet_mnist.data.mnist",
+        "lenet_mnist.models.registry",
+        "lenet_mnist.training.pipeline",
+        "lenet_mnist._util.image_array",
+        "lenet_mnist.inference",
+    } <= set(MODULES)
 
 
 @pytest.mark.parametrize("module_name", MODULES)

@@ -20,7 +20,7 @@ import tensorflow as tf
 from lenet_mnist import build_lenet, compile_model, predict_digits, save_model, train
 from lenet_mnist.cli import main
 from lenet_mnist.export import calibration_sample, export_model
-from lenet_mnist.lenet import LeNet
+from lenet_mnist.models.lenet import LeNet
 
 HAVE_LITERT = importlib.util.find_spec("ai_edge_litert") is not None
 HAVE_ONNX = all(importlib.util.find_spec(m) is not None for m in ("tf2onnx", "onnx", "onnxruntime"))

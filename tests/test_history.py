@@ -12,7 +12,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lenet_mnist.history import as_history_dict, history_path_for, load_history, save_history
+from lenet_mnist.training.history import (
+    as_history_dict,
+    history_path_for,
+    load_history,
+    save_history,
+)
 
 
 @settings(max_examples=30, deadline=None)

@@ -39,8 +39,8 @@ from hypothesis.extra import numpy as hnp
 
 from lenet_mnist import build_lenet, load_model, predict_digits, save_model
 from lenet_mnist.cli import main
+from lenet_mnist.data.idx import DEFAULT_MAX_BYTES, decode_idx, encode_idx, read_idx
 from lenet_mnist.errors import IdxFormatError, UnsafeModelError
-from lenet_mnist.idx import DEFAULT_MAX_BYTES, decode_idx, encode_idx, read_idx
 
 # --- IDX fuzzing -----------------------------------------------------------------------
 

@@ -13,8 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from lenet_mnist.errors import ChecksumError, IdxFormatError
-from lenet_mnist.idx import (
+from lenet_mnist.data.idx import (
     DEFAULT_MAX_BYTES,
     decode_idx,
     encode_idx,
@@ -22,6 +21,7 @@ from lenet_mnist.idx import (
     read_idx,
     sha256_hex,
 )
+from lenet_mnist.errors import ChecksumError, IdxFormatError
 
 # The six IDX value types, each in both byte orders (the encoder must normalise them).
 _DTYPES = [

@@ -1,4 +1,4 @@
-"""predict_digits and as_model_input: invariants over inputs, every accepted form, errors."""
+"""predict_digits: invariants over inputs, every accepted form, errors."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from lenet_mnist import build_lenet, predict_digits
-from lenet_mnist.inference import _PREDICTORS, DigitPredictions, as_model_input
+from lenet_mnist import ImageError, build_lenet, predict_digits
+from lenet_mnist.inference import DigitPredictions
 
 # Tolerance for comparing the same image run alone and within a batch: the CPU kernels
 # may sum in a different order for a different batch size.
@@ -98,20 +98,32 @@ def test_large_batches_run_in_chunks(model: keras.Model, monkeypatch: pytest.Mon
     _same_answer(chunked, whole)
 
 
-def test_as_model_input_scaling() -> None:
+def _probe() -> keras.Model:
+    """A model whose 10 logits are the first 10 input pixels of row 0, as it received them."""
+    inputs = keras.Input((28, 28, 1))
+    dense = keras.layers.Dense(10, use_bias=False)
+    model = keras.Model(inputs, dense(keras.layers.Flatten()(inputs)))
+    kernel = np.zeros((784, 10), np.float32)
+    kernel[np.arange(10), np.arange(10)] = 1.0
+    dense.set_weights([kernel])
+    return model
+
+
+def test_the_image_rule_scales_by_dtype() -> None:
+    probe = _probe()
+
+    def seen(images: object) -> np.ndarray:
+        return predict_digits(probe, images).logits[0, :3]  # type: ignore[arg-type]
+
     image = np.zeros((28, 28), np.uint8)
     image[0, :2] = (51, 255)
-    out = as_model_input(image)
-    assert out.shape == (1, 28, 28, 1)
-    assert out.dtype == np.float32
-    assert sorted(set(out.ravel().tolist())) == [0.0, np.float32(51) / np.float32(255), 1.0]
-    floats = np.full((3, 28, 28, 1), 0.5, np.float64)
-    assert as_model_input(floats).dtype == np.float32
+    np.testing.assert_array_equal(seen(image), [np.float32(51) / np.float32(255), 1.0, 0.0])
+    np.testing.assert_array_equal(seen(np.full((3, 28, 28, 1), 0.5, np.float64)), [0.5] * 3)
     # Integer dtypes other than uint8 are pixels 0..255 too; the values never decide.
-    assert as_model_input(np.ones((28, 28), np.int32)).max() == np.float32(1 / 255)
-    assert as_model_input(np.ones((28, 28), np.float32)).max() == 1.0
-    assert as_model_input(np.zeros((28, 28), np.float16)).dtype == np.float32
-    assert as_model_input([[0] * 28] * 28).shape == (1, 28, 28, 1)
+    np.testing.assert_array_equal(seen(np.ones((28, 28), np.int32)), [np.float32(1 / 255)] * 3)
+    np.testing.assert_array_equal(seen(np.ones((28, 28), np.float32)), [1.0] * 3)
+    np.testing.assert_array_equal(seen(np.zeros((28, 28), np.float16)), [0.0] * 3)
+    assert len(predict_digits(probe, [[0] * 28] * 28)) == 1
 
 
 @pytest.mark.parametrize(
@@ -147,9 +159,7 @@ def test_as_model_input_scaling() -> None:
     ],
 )
 def test_bad_images(model: keras.Model, images: object, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        as_model_input(images)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ImageError, match=message):
         predict_digits(model, images)  # type: ignore[arg-type]
 
 
@@ -185,9 +195,6 @@ def test_one_image_runs_through_xla_and_matches_the_batch_path(model: keras.Mode
         alone = predict_digits(model, images[i])
         np.testing.assert_allclose(alone.logits, batch.logits[i : i + 1], atol=ATOL)
         np.testing.assert_array_equal(alone.digits, batch.digits[i : i + 1])
-    predictor = _PREDICTORS[model]
-    assert predictor._one is not None
-    assert not predictor._one_failed
 
 
 def test_one_image_follows_weight_changes_through_xla() -> None:
@@ -205,7 +212,10 @@ def test_one_image_follows_weight_changes_through_xla() -> None:
 class _HostCopy(keras.layers.Layer):
     """An identity that runs in Python (tf.numpy_function): XLA cannot compile it."""
 
+    traces = 0
+
     def call(self, inputs: tf.Tensor) -> tf.Tensor:
+        _HostCopy.traces += 1
         outputs = tf.numpy_function(lambda a: a.copy(), [inputs], tf.float32)
         return tf.ensure_shape(outputs, inputs.shape)
 
@@ -216,8 +226,10 @@ def test_a_model_xla_cannot_compile_predicts_one_image_without_it() -> None:
     model = keras.Model(inputs, keras.layers.Dense(10)(x))
     image = np.random.default_rng(5).random((28, 28), np.float32)
     alone = predict_digits(model, image)
-    assert _PREDICTORS[model]._one_failed
     pair = predict_digits(model, np.stack([image, image]))
     np.testing.assert_allclose(alone.logits, pair.logits[:1], atol=ATOL)
-    # The fallback is remembered: later single images do not try XLA again.
-    np.testing.assert_array_equal(predict_digits(model, image).logits, alone.logits)
+    # The fallback is remembered: later single images trace nothing again (no XLA retry).
+    traced = _HostCopy.traces
+    for _ in range(3):
+        np.testing.assert_array_equal(predict_digits(model, image).logits, alone.logits)
+    assert _HostCopy.traces == traced

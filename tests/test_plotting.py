@@ -16,16 +16,16 @@ pytest.importorskip("matplotlib")
 from matplotlib.image import imread
 
 from conftest import make_tiny_data
-from lenet_mnist.data import MnistData, class_names
-from lenet_mnist.evaluation import EvaluationReport, report_from_logits
-from lenet_mnist.plotting import (
+from lenet_mnist import (
     plot_confusion_matrix,
     plot_history,
     plot_misclassified,
     plot_samples,
-    require_matplotlib,
     write_report,
 )
+from lenet_mnist.data import MnistData, class_names
+from lenet_mnist.evaluation import EvaluationReport, report_from_logits
+from lenet_mnist.report.canvas import require_matplotlib
 
 # A white page with a few dark strokes still has a standard deviation of about 0.1;
 # a blank one has 0.
@@ -395,10 +395,10 @@ def test_without_matplotlib_the_cli_fails_in_one_line(
 def test_core_imports_without_matplotlib() -> None:
     code = (
         "import sys; sys.modules['matplotlib'] = None\n"
-        "import lenet_mnist, lenet_mnist.cli, lenet_mnist.data, lenet_mnist.history\n"
-        "import lenet_mnist.plotting\n"
+        "import lenet_mnist, lenet_mnist.cli, lenet_mnist.data, lenet_mnist.training.history\n"
+        "import lenet_mnist.report.figures\n"
         "try:\n"
-        "    lenet_mnist.plotting.plot_history({'loss': [1.0], 'accuracy': [0.5]})\n"
+        "    lenet_mnist.report.figures.plot_history({'loss': [1.0], 'accuracy': [0.5]})\n"
         "except ImportError as e:\n"
         "    print(e)\n"
     )
@@ -414,10 +414,10 @@ def test_no_module_imports_matplotlib_at_import_time() -> None:
     # them shows the same thing: matplotlib is imported only inside functions.
     import ast
 
-    import lenet_mnist
+    import lenet_mnist.cli.commands
 
     package = Path(lenet_mnist.__file__).parent
-    for source in sorted(package.glob("*.py")):
+    for source in sorted(package.rglob("*.py")):
         tree = ast.parse(source.read_text(encoding="utf-8"))
         for node in tree.body:
             if isinstance(node, ast.Import):
@@ -497,10 +497,10 @@ def test_cli_train_saves_and_draws_the_history(
 ) -> None:
     import lenet_mnist.cli
     from lenet_mnist.cli import main
-    from lenet_mnist.history import load_history
+    from lenet_mnist.training.history import load_history
 
     # The command's wiring is under test, not training on MNIST: tiny data keeps it fast.
-    monkeypatch.setattr(lenet_mnist.cli, "_load_data", lambda args: make_tiny_data())
+    monkeypatch.setattr(lenet_mnist.cli.commands, "_load_data", lambda args: make_tiny_data())
     model_path = tmp_path / "m.keras"
     plot_path = tmp_path / "curves.png"
     argv = ["train", "--epochs", "2", "--batch-size", "16", "--seed", "0", "--quiet"]

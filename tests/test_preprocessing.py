@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lenet_mnist import ImageError, build_lenet, predict_digits, prepare_image, save_image_strip
-from lenet_mnist.inference import images_to_batch
-from lenet_mnist.preprocessing import CENTRE
+from lenet_mnist.images.batch import images_to_batch
+from lenet_mnist.images.prepare import CENTRE
 
 
 def _centre_of_mass(image: np.ndarray) -> tuple[float, float]:
@@ -86,8 +86,8 @@ def test_output_is_mnist_form(picture: tuple[np.ndarray, bool]) -> None:
     assert max(height, width) <= 20
     assert max(height, width) >= 19  # the longer side is scaled to the 20-pixel box
     com_y, com_x = _centre_of_mass(out)
-    assert abs(com_y - CENTRE) <= 0.5
-    assert abs(com_x - CENTRE) <= 0.5
+    assert abs(com_y - CENTRE) <= 0.5 + 1e-4
+    assert abs(com_x - CENTRE) <= 0.5 + 1e-4  # half a pixel, up to float rounding
 
 
 def test_polarity_does_not_matter() -> None:

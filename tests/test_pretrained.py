@@ -14,7 +14,7 @@ import tensorflow as tf
 from handwriting import photo, random_style
 from lenet_mnist import build_lenet, evaluate_model, predict_digits, prepare_image, pretrained
 from lenet_mnist.cli import main
-from lenet_mnist.pretrained_model import PRETRAINED_FILE
+from lenet_mnist.models.pretrained import PRETRAINED_FILE
 
 
 @pytest.fixture(scope="module")

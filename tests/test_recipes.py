@@ -1,5 +1,7 @@
 """Training recipes: presets, the schedule, mixed precision, the pipeline, target stopping.
 
+Every recipe goes through train()'s one engine: checkpoints and determinism work with each.
+
 Correctness only: how fast the recipes are is measured by benchmarks/benchmark.py.
 """
 
@@ -17,20 +19,18 @@ from hypothesis import strategies as st
 
 from conftest import make_tiny_data
 from lenet_mnist import build_lenet, compile_model, train
-from lenet_mnist.batch_norm import FusedBatchNorm
 from lenet_mnist.models import VARIANTS
+from lenet_mnist.models.batch_norm import FusedBatchNorm
 from lenet_mnist.recipes import (
     RECIPES,
     Recipe,
-    TargetAccuracy,
-    _shift_batch,
     build_recipe_model,
-    check_target_accuracy,
     get_recipe,
     learning_rate_schedule,
-    make_dataset,
     precision_policy,
 )
+from lenet_mnist.training.monitor import TargetAccuracy, check_target_accuracy
+from lenet_mnist.training.pipeline import make_dataset, shift_batch
 
 
 @pytest.fixture(autouse=True)
@@ -129,11 +129,79 @@ def test_target_accuracy_is_checked(value: object, error: type[Exception], messa
         check_target_accuracy(value)
 
 
-def test_fast_recipe_refuses_checkpoints_and_strategies(tiny_data, tmp_path) -> None:
+class _InterruptError(Exception):
+    pass
+
+
+class _StopBeforeEpoch(keras.callbacks.Callback):  # type: ignore[misc]
+    """Interrupt a run as a kill would, at the start of epoch ``epoch`` (0-based)."""
+
+    def __init__(self, epoch: int) -> None:
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_begin(self, epoch: int, logs: object = None) -> None:
+        if epoch == self.epoch:
+            raise _InterruptError
+
+
+def _interrupted_then_resumed(recipe, data, tmp_path) -> tuple[keras.Model, keras.Model]:
+    """Two epochs in one go, and two epochs interrupted after one then resumed."""
+
+    def run(directory=None, callbacks=()) -> tuple[keras.Model, keras.callbacks.History]:
+        model = build_recipe_model(recipe, seed=0)
+        history = train(
+            model,
+            data,
+            recipe=recipe,
+            epochs=2,
+            batch_size=16,
+            seed=3,
+            verbose=0,
+            checkpoint_dir=directory,
+            callbacks=callbacks,
+        )
+        return model, history
+
+    whole, full = run()
+    with pytest.raises(_InterruptError):
+        run(tmp_path, [_StopBeforeEpoch(1)])
+    resumed, history = run(tmp_path)
+    for a, b in zip(whole.get_weights(), resumed.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert history.history["val_accuracy"] == full.history["val_accuracy"]
+    return whole, resumed
+
+
+def test_fast_recipe_resumes_from_a_checkpoint_bit_identically(tiny_data, tmp_path) -> None:
+    _interrupted_then_resumed("fast", tiny_data, tmp_path)
+
+
+def test_best_recipes_shifts_repeat_on_resume(tmp_path) -> None:
+    recipe = dataclasses.replace(get_recipe("best"), mixed_precision=False)
+    _interrupted_then_resumed(recipe, make_tiny_data(n_train=64, n_test=16), tmp_path)
+
+
+def test_a_checkpoint_of_another_recipe_is_refused(tiny_data, tmp_path) -> None:
+    model = build_recipe_model("fast", seed=0)
+    train(
+        model,
+        tiny_data,
+        recipe="fast",
+        epochs=1,
+        batch_size=16,
+        seed=0,
+        verbose=0,
+        checkpoint_dir=tmp_path,
+    )
+    other = build_recipe_model("fast", seed=0)
+    with pytest.raises(ValueError, match="written with recipe='fast', got recipe='tutorial'"):
+        train(other, tiny_data, epochs=1, batch_size=16, seed=0, verbose=0, checkpoint_dir=tmp_path)
+
+
+def test_a_deterministic_run_needs_a_seed(tiny_data) -> None:
     model = build_lenet("fast", seed=0)
-    with pytest.raises(ValueError, match="work only with recipe='tutorial', got recipe='fast'"):
-        train(model, tiny_data, recipe="fast", checkpoint_dir=tmp_path)
-    with pytest.raises(ValueError, match=r"deterministic=True needs a seed, got seed=None"):
+    with pytest.raises(ValueError, match="a deterministic run needs a seed: pass seed=S"):
         train(model, tiny_data, recipe="fast", deterministic=True, verbose=0)
 
 
@@ -158,8 +226,8 @@ def test_schedule_checks_the_step_count() -> None:
 
 
 def test_schedule_survives_a_model_save_and_load(tmp_path) -> None:
+    from lenet_mnist.models.saving import load_model, save_model
     from lenet_mnist.recipes import compile_for_recipe
-    from lenet_mnist.serialization import load_model, save_model
 
     model = compile_for_recipe(build_lenet("fast", seed=0), get_recipe("fast"), 50)
     path = save_model(model, tmp_path / "fast.keras")
@@ -225,23 +293,44 @@ def test_fast_variant_builds_with_named_layers() -> None:
 
 
 # ------------------------------------------------------------------------ pipeline
-def test_dataset_batches_drop_the_remainder_and_reshuffle() -> None:
+def test_dataset_batches_drop_the_remainder_and_reshuffle_every_epoch() -> None:
     images = np.arange(10, dtype=np.float32)[:, None, None, None] * np.ones(
         (1, 28, 28, 1), np.float32
     )
-    dataset = make_dataset(images / 10, np.arange(10), batch_size=4, seed=1)
-    first = [y.numpy().tolist() for _, y in dataset]
-    second = [y.numpy().tolist() for _, y in dataset]
-    assert [len(b) for b in first] == [4, 4]
-    assert first != second
+    dataset, steps = make_dataset(
+        images / 10, np.arange(10), batch_size=4, seed=1, epochs=2, drop_remainder=True
+    )
+    batches = [y.numpy().tolist() for _, y in dataset]
+    assert steps == 2
+    assert [len(b) for b in batches] == [4, 4, 4, 4]
+    assert batches[:2] != batches[2:]
     for x, y in dataset:
         assert x.dtype == tf.float32
         assert y.dtype == tf.int32
         np.testing.assert_allclose(x.numpy()[:, 0, 0, 0], y.numpy() / 10, rtol=1e-6)
 
 
+def test_dataset_order_depends_on_seed_and_epoch_only() -> None:
+    images = np.zeros((10, 28, 28, 1), np.float32)
+
+    def labels(**kwargs: int) -> list[list[int]]:
+        dataset, _ = make_dataset(images, np.arange(10), batch_size=5, **kwargs)
+        return [y.numpy().tolist() for _, y in dataset]
+
+    three = labels(seed=2, epochs=3)
+    assert labels(seed=2, initial_epoch=2, epochs=3) == three[4:]
+    assert labels(seed=3, epochs=3) != three
+
+
 def test_dataset_keeps_a_batch_smaller_than_the_batch_size() -> None:
-    dataset = make_dataset(np.zeros((3, 28, 28, 1), np.float32), np.zeros(3), batch_size=8)
+    dataset, steps = make_dataset(
+        np.zeros((3, 28, 28, 1), np.float32),
+        np.zeros(3),
+        batch_size=8,
+        seed=0,
+        drop_remainder=True,
+    )
+    assert steps == 1
     assert [tuple(x.shape) for x, _ in dataset] == [(3, 28, 28, 1)]
 
 
@@ -256,7 +345,7 @@ def test_shift_moves_each_image_by_whole_pixels_within_range(
     images = np.zeros((len(pixels), 28, 28, 1), np.float32)
     for i, (row, col) in enumerate(pixels):
         images[i, row, col, 0] = 1.0
-    shifted = _shift_batch(tf.constant(images), max_shift).numpy()
+    shifted = shift_batch(tf.constant(images), max_shift, tf.constant([0, 1], tf.int64)).numpy()
     assert shifted.shape == images.shape
     for i, (row, col) in enumerate(pixels):
         (new_row, new_col) = np.argwhere(shifted[i, ..., 0] == 1.0)[0]
@@ -321,15 +410,7 @@ def test_evaluations_fall_on_group_ends_with_steps_per_execution() -> None:
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         steps_per_execution=3,
     )
-    evaluated: list[int] = []
-
-    class Recording(TargetAccuracy):
-        def _check(self) -> tuple[float, float]:
-            if not evaluated or evaluated[-1] != self._step:
-                evaluated.append(self._step)
-            return super()._check()
-
-    monitor = Recording(data.test_images, data.test_labels, target=1.0, every=4)
+    monitor = TargetAccuracy(data.test_images, data.test_labels, target=1.0, every=4)
     history = model.fit(
         data.train_images,
         data.train_labels,
@@ -341,7 +422,7 @@ def test_evaluations_fall_on_group_ends_with_steps_per_execution() -> None:
     )
     epochs_run = len(history.history["val_accuracy"])
     expected = [6, 8, 14, 16, 22, 24][: 2 * epochs_run]
-    assert evaluated[: len(expected)] == expected
+    assert [step for step, _ in monitor.evaluations][: len(expected)] == expected
     assert int(model.optimizer.iterations) == 8 * epochs_run
 
 
@@ -399,7 +480,7 @@ def _tiny_mnist_dir(tmp_path, monkeypatch) -> str:
 
 def test_cli_train_fast_builds_and_trains_the_fast_recipe(tmp_path, monkeypatch) -> None:
     from lenet_mnist.cli import main
-    from lenet_mnist.serialization import load_model
+    from lenet_mnist.models.saving import load_model
 
     data_dir = _tiny_mnist_dir(tmp_path, monkeypatch)
     output = tmp_path / "fast.keras"
@@ -411,13 +492,12 @@ def test_cli_train_fast_builds_and_trains_the_fast_recipe(tmp_path, monkeypatch)
     assert keras.config.dtype_policy().name == "float32"
 
 
-def test_cli_rejects_an_unknown_recipe_in_one_line(tmp_path, monkeypatch, capsys) -> None:
+def test_cli_rejects_an_unknown_recipe_as_a_usage_error(capsys) -> None:
     from lenet_mnist.cli import main
 
-    data_dir = _tiny_mnist_dir(tmp_path, monkeypatch)
-    assert main(["train", "--recipe", "turbo", "--data-dir", data_dir]) == 1
-    err = capsys.readouterr().err
-    assert err.strip() == (
-        "lenet-mnist: error: unknown recipe; choose one of ['best', 'fast', 'tutorial'], "
-        "got 'turbo'"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--recipe", "turbo"])
+    assert exit_info.value.code == 2
+    assert "invalid choice: 'turbo' (choose from 'best', 'fast', 'tutorial')" in (
+        capsys.readouterr().err
     )

@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 
-from lenet_mnist import LeNet, MnistData, build_lenet, compile_model, train
+from lenet_mnist import ImageError, LeNet, MnistData, build_lenet, compile_model, train
 
 HISTORY_KEYS = {"loss", "accuracy", "val_loss", "val_accuracy"}
 
@@ -119,13 +119,14 @@ def _with(data: MnistData, **changes: object) -> MnistData:
             {"train_images": np.zeros((4, 28, 28, 3), np.float32)},
             {},
             ValueError,
-            r"train images must have shape \(N, 28, 28\) or \(N, 28, 28, 1\), got \(4, 28, 28, 3\)",
+            r"train images must have shape \(28, 28\), \(28, 28, 1\), \(N, 28, 28\) or "
+            r"\(N, 28, 28, 1\), got \(4, 28, 28, 3\)",
         ),
         (
             {"test_images": np.zeros((4, 32, 32), np.float32)},
             {},
             ValueError,
-            r"test images must have shape .* got \(4, 32, 32, 1\)",
+            r"test images must have shape .* got \(4, 32, 32\)",
         ),
         (
             {"train_labels": np.zeros(5, np.uint8)},
@@ -140,7 +141,7 @@ def _with(data: MnistData, **changes: object) -> MnistData:
             },
             {},
             ValueError,
-            "test split is empty, got 0 images",
+            r"test images is an empty batch, got shape \(0, 28, 28, 1\)",
         ),
         (
             {"train_labels": np.zeros(64, np.float32)},
@@ -149,10 +150,28 @@ def _with(data: MnistData, **changes: object) -> MnistData:
             "train labels must be integers, got dtype float32",
         ),
         (
-            {"train_images": np.zeros((64, 28, 28), np.int16)},
+            {"train_images": np.full((64, 28, 28), 256, np.int16)},
             {},
-            TypeError,
-            "train images must be uint8 or float, got dtype int16",
+            ImageError,
+            r"integer train images must lie in 0..255, got values in \[256, 256\]",
+        ),
+        (
+            {"train_images": np.full((64, 28, 28, 1), np.nan, np.float32)},
+            {},
+            ImageError,
+            "train images contain NaN or infinite values",
+        ),
+        (
+            {"test_images": np.full((32, 28, 28, 1), 2.0, np.float32)},
+            {},
+            ImageError,
+            r"float test images must lie in \[0, 1\] \(0..255 pixels must be an integer array",
+        ),
+        (
+            {"train_images": np.zeros((64, 28, 28), bool)},
+            {},
+            ImageError,
+            "train images must be a numeric array .* got dtype bool",
         ),
     ],
 )

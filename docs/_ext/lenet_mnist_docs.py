@@ -32,18 +32,38 @@ logger = logging.getLogger(__name__)
 _MODULE_ORDER = (
     "gpu",
     "data",
-    "plotting",
+    "data.mnist",
+    "data.specs",
+    "data.locate",
+    "data.download",
+    "data.idx",
+    "report",
+    "report.figures",
+    "report.written",
+    "report.canvas",
     "models",
-    "lenet",
+    "models.registry",
+    "models.networks",
+    "models.lenet",
+    "models.batch_norm",
+    "recipes",
     "training",
-    "history",
-    "checkpoint",
-    "distribute",
+    "training.train",
+    "training.pipeline",
+    "training.monitor",
+    "training.determinism",
+    "training.checkpoint",
+    "training.distribute",
+    "training.history",
+    "images",
+    "images.prepare",
+    "images.batch",
+    "images.strip",
     "inference",
     "evaluation",
-    "serialization",
+    "models.saving",
+    "models.pretrained",
     "export",
-    "idx",
     "errors",
 )
 _HELP_WIDTH = "88"
@@ -51,8 +71,9 @@ _HELP_WIDTH = "88"
 
 def _locations() -> dict[str, str]:
     package = importlib.import_module("lenet_mnist")
-    locations: dict[str, str] = dict(package._LOCATIONS)
-    return locations
+    return {
+        name: module.removeprefix("lenet_mnist.") for name, module in package._LOCATIONS.items()
+    }
 
 
 def _public_modules() -> list[str]:
@@ -62,9 +83,10 @@ def _public_modules() -> list[str]:
     """
     package = importlib.import_module("lenet_mnist")
     return [
-        info.name
-        for info in pkgutil.iter_modules(package.__path__)
-        if not info.name.startswith("_") and info.name != "cli"
+        info.name.removeprefix("lenet_mnist.")
+        for info in pkgutil.walk_packages(package.__path__, "lenet_mnist.")
+        if not any(part.startswith("_") for part in info.name.split("."))
+        and info.name.split(".")[1] != "cli"
     ]
 
 
@@ -127,6 +149,8 @@ class ApiDirective(SphinxDirective):
                 "",
                 f".. automodule:: lenet_mnist.{module_name}",
                 "   :members:",
+                # Documented where defined: a package's re-exports are not repeated.
+                "   :ignore-module-all:",
                 "   :show-inheritance:",
                 "",
             ]

@@ -1,7 +1,10 @@
-"""``python -m lenet_mnist``: the same as the ``lenet-mnist`` command."""
+"""``python -m lenet_mnist``: the ``lenet-mnist`` command."""
+
+from __future__ import annotations
 
 import sys
 
 from lenet_mnist.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":
+    sys.exit(main())

@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import numpy.typing as npt
 
-from lenet_mnist.data import MnistData
+from lenet_mnist.data.mnist import MnistData
 from lenet_mnist.inference import predict_digits
 
 __all__ = ["EvaluationReport", "evaluate_model", "report_from_logits"]

@@ -35,31 +35,33 @@ import tempfile
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
-import keras
 import numpy as np
 import numpy.typing as npt
-import tensorflow as tf
 
-from lenet_mnist._atomic import atomic_write
-from lenet_mnist._validation import check_positive_int
-from lenet_mnist.inference import as_model_input
+from lenet_mnist._util.atomic import atomic_write
+from lenet_mnist._util.checks import check_positive_int
+from lenet_mnist._util.image_array import as_image_batch
+
+if TYPE_CHECKING:
+    import keras
 
 __all__ = ["EXPORT_FORMATS", "ExportFormat", "calibration_sample", "export_model"]
 
+#: The names of the formats :func:`export_model` writes.
 ExportFormat = Literal["saved_model", "tflite", "onnx"]
 
 #: The formats :func:`export_model` writes, with the file suffix each requires.
 EXPORT_FORMATS: Final[dict[str, str]] = {"saved_model": "", "tflite": ".tflite", "onnx": ".onnx"}
 
-_INPUT_SPEC: Final = tf.TensorSpec(shape=(None, 28, 28, 1), dtype=tf.float32, name="image")
-_UINT8_SPEC: Final = tf.TensorSpec(shape=(None, 28, 28, 1), dtype=tf.uint8, name="image")
-_Outputs = dict[str, tf.Tensor]
+_Outputs = dict[str, Any]
 
 
 def _check_model(model: keras.Model) -> int:
     """Check ``model`` maps ``(N, 28, 28, 1)`` images to ``(N, C)`` logits; return ``C``."""
+    import keras
+
     if not isinstance(model, keras.Model):
         raise TypeError(f"model must be a keras.Model, got {type(model).__name__}")
     try:
@@ -76,13 +78,17 @@ def _check_model(model: keras.Model) -> int:
 
 def _serving_functions(model: keras.Model) -> tuple[Callable[..., _Outputs], ...]:
     """Return the float32 and uint8 serving functions of ``model``."""
+    import tensorflow as tf
 
-    @tf.function(input_signature=[_INPUT_SPEC])  # type: ignore[untyped-decorator]
+    float_spec = tf.TensorSpec(shape=(None, 28, 28, 1), dtype=tf.float32, name="image")
+    uint8_spec = tf.TensorSpec(shape=(None, 28, 28, 1), dtype=tf.uint8, name="image")
+
+    @tf.function(input_signature=[float_spec])  # type: ignore[untyped-decorator]
     def serve_float(image: tf.Tensor) -> _Outputs:
         logits = tf.cast(model(image, training=False), tf.float32)
         return {"logits": logits, "probabilities": tf.nn.softmax(logits, axis=-1)}
 
-    @tf.function(input_signature=[_UINT8_SPEC])  # type: ignore[untyped-decorator]
+    @tf.function(input_signature=[uint8_spec])  # type: ignore[untyped-decorator]
     def serve_uint8(image: tf.Tensor) -> _Outputs:
         return serve_float(tf.cast(image, tf.float32) / 255.0)  # type: ignore[no-any-return]
 
@@ -90,6 +96,8 @@ def _serving_functions(model: keras.Model) -> tuple[Callable[..., _Outputs], ...
 
 
 def _write_saved_model(model: keras.Model, directory: Path, *, uint8: bool) -> None:
+    import keras
+
     serve_float, serve_uint8 = _serving_functions(model)
     archive = keras.export.ExportArchive()
     archive.track(model)
@@ -100,6 +108,8 @@ def _write_saved_model(model: keras.Model, directory: Path, *, uint8: bool) -> N
 
 
 def _tflite_bytes(model: keras.Model, calibration: npt.NDArray[np.float32] | None) -> bytes:
+    import tensorflow as tf
+
     with tempfile.TemporaryDirectory(prefix="lenet-mnist-export-") as tmp:
         saved = Path(tmp) / "saved_model"
         _write_saved_model(model, saved, uint8=False)
@@ -141,6 +151,8 @@ def _import_onnx_exporter() -> None:
 
 
 def _write_onnx(model: keras.Model, file: Path) -> None:
+    import keras
+
     _import_onnx_exporter()
     image = keras.Input(shape=(28, 28, 1), dtype="float32", name="image")
     logits = model(image)
@@ -187,7 +199,7 @@ def calibration_sample(
     """Draw ``count`` images at random (without replacement) to calibrate int8 quantization.
 
     Args:
-        images: Training images, in any form :func:`~lenet_mnist.inference.as_model_input` accepts.
+        images: Training images, in any form the library's image rule accepts.
         count: How many to draw; all of them when there are fewer.
         seed: Seed of the draw, so the same images (and so the same quantized model)
             come out every time.
@@ -211,7 +223,7 @@ def calibration_sample(
     if array.ndim >= 1 and array.shape[0] > count:
         chosen = np.sort(np.random.default_rng(seed).choice(array.shape[0], count, replace=False))
         array = array[chosen]
-    return as_model_input(array)
+    return as_image_batch(array)
 
 
 def export_model(
@@ -236,7 +248,7 @@ def export_model(
             smaller), calibrated on ``calibration_images``.
         calibration_images: With ``int8``, the images whose activation ranges set the
             quantization scales: one image or a batch in any form
-            :func:`~lenet_mnist.inference.as_model_input` accepts; use a few hundred training images.
+            the library's image rule accepts; use a few hundred training images.
 
     Returns:
         The path written.
@@ -272,7 +284,7 @@ def export_model(
         )
     target = Path(path)
     _check_destination(target, format)
-    calibration = as_model_input(calibration_images) if calibration_images is not None else None
+    calibration = as_image_batch(calibration_images) if calibration_images is not None else None
     _check_model(model)
     target.parent.mkdir(parents=True, exist_ok=True)
     if format == "saved_model":

@@ -1,21 +1,18 @@
-"""Training recipes: the tutorial's, and faster or more accurate ones, as named presets.
+"""Training recipes as data, their learning-rate schedule and precision, and the one compile.
 
 A :class:`Recipe` fixes how :func:`lenet_mnist.train` trains: the network it is meant
 for, batch size, epochs, learning-rate schedule, numeric precision, augmentation and how
-often the test split is evaluated. ``"tutorial"`` is the tutorial's recipe, unchanged
-(``model.fit`` on NumPy arrays, batch 32, constant Adam 0.001, validation every epoch).
-The others train through :func:`fit_recipe`:
+often the test split is evaluated. :data:`RECIPES` holds the presets:
 
-- the training split goes through a ``tf.data`` pipeline built once (in memory,
-  shuffled every epoch, batched, prefetched; random shifts computed on whole batches);
-- Adam follows a warmup-then-cosine-decay schedule (a "one-cycle" shape), so large
-  batches train as fast per epoch as small ones;
-- with ``mixed_precision`` the network computes in bfloat16 (its weights and logits
-  stay float32) when it is built inside :func:`precision_policy`, as
-  :func:`build_recipe_model` does;
-- the test split is evaluated by one compiled function, at every epoch's end and, when
-  a ``target_accuracy`` is given, every ``eval_every`` steps once ``eval_from`` of the
-  training is done, so training stops soon after the target is first reached.
+- ``"tutorial"``: the tutorial's recipe, unchanged (batch 32, the model's own compile --
+  Adam 0.001 from :func:`compile_model` --, validation every epoch, 10 epochs);
+- ``"fast"``: the fastest to 99% test accuracy (the ``"fast"`` network in bfloat16,
+  batch 128, warmup-then-cosine Adam, evaluations between epoch ends);
+- ``"best"``: the most accurate (the ``"robust"`` network, random shifts, 20 epochs).
+
+Every recipe trains through the same engine (:mod:`lenet_mnist.training`). This
+module imports Keras only when one of its functions needs it, so the command line
+reads the recipes' names without starting TensorFlow.
 """
 
 from __future__ import annotations
@@ -23,39 +20,27 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
-import keras
-import numpy as np
-import numpy.typing as npt
-import tensorflow as tf
-
-from lenet_mnist.models import build_lenet
+if TYPE_CHECKING:
+    import keras
 
 __all__ = [
     "RECIPES",
     "Recipe",
-    "StopAtValAccuracy",
-    "TargetAccuracy",
+    "RecipeName",
     "build_recipe_model",
-    "check_target_accuracy",
     "compile_for_recipe",
-    "fit_recipe",
+    "compile_model",
     "get_recipe",
     "learning_rate_schedule",
-    "make_dataset",
     "precision_policy",
 ]
 
-Verbose = Literal["auto", 0, 1, 2]
-
-# Test images per call of the compiled evaluator: ~1,000 keeps a layer's activations
-# near the CPU's caches (1.4-1.8x faster than 4,096 for predict_digits here), and
-# 10,000 / 1,000 gives equal chunks, so one trace.
-_EVAL_CHUNK: Final = 1000
+#: The names of the presets in :data:`RECIPES`.
+RecipeName = Literal["tutorial", "fast", "best"]
 
 
 @dataclass(frozen=True)
@@ -86,8 +71,12 @@ class Recipe:
             function (Keras's ``steps_per_execution``): fewer Python round trips, but
             callbacks' ``on_train_batch_end`` and the evaluations between epoch ends
             then happen only at the end of such a group of steps.
-        legacy_fit: Train exactly as the tutorial does (``model.fit`` on NumPy
-            arrays); the fields after ``learning_rate`` are then unused.
+        drop_remainder: Drop each epoch's last, smaller batch (a steady shape, traced
+            once); ``False`` trains on it, as ``model.fit`` on arrays does.
+        legacy_fit: Train the model with its own compile (the tutorial's way: compile
+            it first, see :func:`compile_model`), one step per execution, no schedule;
+            ``False``: :func:`lenet_mnist.train` compiles it with this recipe's Adam
+            schedule. Every recipe trains through the same engine either way.
     """
 
     name: str
@@ -103,6 +92,7 @@ class Recipe:
     eval_every: int = 0
     eval_from: float = 1.0
     steps_per_execution: int = 1
+    drop_remainder: bool = False
     legacy_fit: bool = False
 
     def __post_init__(self) -> None:
@@ -132,7 +122,7 @@ RECIPES: Final[Mapping[str, Recipe]] = {
     for recipe in (
         Recipe(
             name="tutorial",
-            description="the tutorial's: model.fit on arrays, batch 32, Adam 0.001, 10 epochs",
+            description="the tutorial's: batch 32, Adam 0.001 as compiled, validation every epoch, 10 epochs",
             variant="seed",
             epochs=10,
             batch_size=32,
@@ -161,6 +151,7 @@ RECIPES: Final[Mapping[str, Recipe]] = {
             # 26 divides an epoch's 468 steps and 52; per-step Python overhead was
             # about a third of the step time with 1.
             steps_per_execution=26,
+            drop_remainder=True,
         ),
         Recipe(
             name="best",
@@ -176,6 +167,7 @@ RECIPES: Final[Mapping[str, Recipe]] = {
             final_fraction=0.0,
             mixed_precision=True,
             max_shift=2,
+            drop_remainder=True,
         ),
     )
 }
@@ -226,6 +218,8 @@ def precision_policy(mixed: bool) -> Iterator[None]:
     ``dtype`` (the networks' ``logits`` layer is ``float32``) keep it.
 
     Example:
+        >>> import keras
+        >>> from lenet_mnist import build_lenet
         >>> with precision_policy(True):
         ...     model = build_lenet("seed", seed=0)
         >>> model.get_layer("conv1").compute_dtype, model.output.dtype
@@ -233,6 +227,8 @@ def precision_policy(mixed: bool) -> Iterator[None]:
         >>> keras.config.dtype_policy().name
         'float32'
     """
+    import keras
+
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy("mixed_bfloat16" if mixed else "float32")
     try:
@@ -262,6 +258,8 @@ def learning_rate_schedule(recipe: Recipe, total_steps: int) -> float | Any:
         raise ValueError(f"total_steps must be an int >= 1, got {total_steps!r}")
     if recipe.warmup_fraction == 0.0 and recipe.final_fraction == 1.0:
         return recipe.learning_rate
+    import keras
+
     warmup = min(total_steps - 1, round(recipe.warmup_fraction * total_steps))
     return keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=recipe.learning_rate / 10 if warmup else recipe.learning_rate,
@@ -272,17 +270,70 @@ def learning_rate_schedule(recipe: Recipe, total_steps: int) -> float | Any:
     )
 
 
-def compile_for_recipe(model: keras.Model, recipe: Recipe, total_steps: int) -> keras.Model:
-    """Compile ``model`` with the recipe's optimizer, loss and accuracy metric.
+def compile_model(model: keras.Model, *, learning_rate: float = 1e-3) -> keras.Model:
+    """Compile ``model`` as the tutorial does: Adam, cross-entropy on logits, accuracy.
 
-    Adam with :func:`learning_rate_schedule`, sparse cross-entropy on logits, accuracy,
-    and the recipe's ``steps_per_execution``. Returns the same ``model``.
+    Args:
+        model: A model that outputs logits (no softmax), such as :func:`build_lenet`'s.
+        learning_rate: Adam's step size (the tutorial uses Adam's default, 0.001).
+
+    Returns:
+        The same ``model``, compiled, for chaining.
+
+    Raises:
+        TypeError: ``model`` is not a ``keras.Model``.
+        ValueError: ``learning_rate`` is not a finite positive number.
+
+    Example:
+        >>> from lenet_mnist import build_lenet
+        >>> model = compile_model(build_lenet())
+        >>> type(model.optimizer).__name__, round(float(model.optimizer.learning_rate), 6)
+        ('Adam', 0.001)
     """
+    if isinstance(learning_rate, bool) or not isinstance(learning_rate, int | float):
+        raise TypeError(f"learning_rate must be a float, got {type(learning_rate).__name__}")
+    if not (math.isfinite(learning_rate) and learning_rate > 0):
+        raise ValueError(f"learning_rate must be a finite positive number, got {learning_rate!r}")
+    return _compile(model, float(learning_rate), steps_per_execution=1)
+
+
+def compile_for_recipe(
+    model: keras.Model, recipe: Recipe, total_steps: int, *, steps_per_epoch: int | None = None
+) -> keras.Model:
+    """Compile ``model`` with the recipe's Adam schedule over ``total_steps`` steps.
+
+    The same compile as :func:`compile_model` (Adam, sparse cross-entropy on logits,
+    accuracy), with :func:`learning_rate_schedule` and the recipe's
+    ``steps_per_execution`` -- lowered to the largest divisor of ``steps_per_epoch``
+    not above it, so no group of steps runs across an epoch's end. Returns the same
+    ``model``.
+
+    Example:
+        >>> from lenet_mnist import build_lenet
+        >>> model = compile_for_recipe(build_lenet(), get_recipe("fast"), 100, steps_per_epoch=50)
+        >>> model.optimizer.get_config()["learning_rate"]["class_name"], model.steps_per_execution
+        ('CosineDecay', 25)
+    """
+    group = recipe.steps_per_execution
+    if steps_per_epoch is not None:
+        group = max(
+            d for d in range(1, min(group, steps_per_epoch) + 1) if steps_per_epoch % d == 0
+        )
+    schedule = learning_rate_schedule(recipe, total_steps)
+    return _compile(model, schedule, steps_per_execution=group)
+
+
+def _compile(model: keras.Model, learning_rate: Any, *, steps_per_execution: int) -> keras.Model:
+    # The library's one compile: every model it trains is compiled here.
+    import keras
+
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"model must be a keras.Model, got {type(model).__name__}")
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=learning_rate_schedule(recipe, total_steps)),
+        optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
-        steps_per_execution=recipe.steps_per_execution,
+        steps_per_execution=steps_per_execution,
     )
     return model
 
@@ -300,280 +351,9 @@ def build_recipe_model(
         >>> model.get_layer("conv1").compute_dtype
         'bfloat16'
     """
-    from lenet_mnist.training import compile_model
+    from lenet_mnist.models.registry import build_lenet
 
     chosen = get_recipe(recipe)
     with precision_policy(chosen.mixed_precision):
         model = build_lenet(chosen.variant, num_classes=num_classes, seed=seed)
     return compile_model(model, learning_rate=chosen.learning_rate)
-
-
-def _shift_batch(images: tf.Tensor, max_shift: int) -> tf.Tensor:
-    # A random translation per image as two one-hot selection matrix products on the
-    # zero-padded batch: ~0.1 MFLOP per image (the networks take 2.5+ MFLOP), no
-    # per-image Python or map_fn, and whole-pixel shifts so no interpolation blur.
-    size = images.shape[1]
-    count = tf.shape(images)[0]
-    padded = tf.pad(images[..., 0], [[0, 0], [max_shift, max_shift], [max_shift, max_shift]])
-    offsets = tf.random.uniform([count, 2], 0, 2 * max_shift + 1, dtype=tf.int32)
-    positions = tf.range(size, dtype=tf.int32)[tf.newaxis, :]
-    width = size + 2 * max_shift
-    rows = tf.one_hot(positions + offsets[:, :1], width, dtype=images.dtype)
-    cols = tf.one_hot(positions + offsets[:, 1:], width, dtype=images.dtype)
-    shifted = tf.einsum("bij,bjk,blk->bil", rows, padded, cols)
-    return shifted[..., tf.newaxis]
-
-
-def make_dataset(
-    images: npt.NDArray[np.float32],
-    labels: npt.NDArray[np.generic],
-    *,
-    batch_size: int,
-    seed: int | None = None,
-    max_shift: int = 0,
-) -> tf.data.Dataset:
-    """The training pipeline: in memory, reshuffled every epoch, batched, prefetched.
-
-    Args:
-        images: ``(N, 28, 28, 1)`` float32 in [0, 1].
-        labels: ``(N,)`` integer class indices.
-        batch_size: Images per batch; the last, smaller batch of an epoch is dropped
-            when there is at least one full batch (a steady shape traces once).
-        seed: Seed of the shuffle order (``None``: random).
-        max_shift: Shift each image by a random whole number of pixels in
-            ``[-max_shift, max_shift]`` per axis, zero-filled (0: no augmentation).
-
-    Returns:
-        A ``tf.data.Dataset`` of ``(images, labels)`` batches, ``labels`` int32.
-
-    Example:
-        >>> import numpy as np
-        >>> ds = make_dataset(np.zeros((10, 28, 28, 1), np.float32), np.arange(10),
-        ...                   batch_size=4, seed=0)
-        >>> [tuple(x.shape) for x, _ in ds]
-        [(4, 28, 28, 1), (4, 28, 28, 1)]
-    """
-    count = int(images.shape[0])
-    # convert_to_tensor, not tf.constant: tf.constant first makes its own NumPy copy
-    # of the 188 MB, which took 0.1-0.4 s of every fast training here. The tensor
-    # may share the array's memory, which train() does not change while it runs.
-    all_images = tf.convert_to_tensor(images, tf.float32)
-    all_labels = tf.convert_to_tensor(np.asarray(labels), tf.int32)
-    # Shuffle indices, not images: a shuffle buffer of 60,000 images is refilled (188 MB
-    # copied element by element) before each epoch's first batch, which stalled
-    # training for ~1 s per epoch here; gathering each batch by index does not.
-    dataset = tf.data.Dataset.range(count).shuffle(count, seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.batch(batch_size, drop_remainder=count >= batch_size)
-    dataset = dataset.map(
-        lambda index: (tf.gather(all_images, index), tf.gather(all_labels, index)),
-        num_parallel_calls=tf.data.AUTOTUNE,
-    )
-    if max_shift:
-        dataset = dataset.map(
-            lambda x, y: (_shift_batch(x, max_shift), y), num_parallel_calls=tf.data.AUTOTUNE
-        )
-    return dataset.prefetch(tf.data.AUTOTUNE)
-
-
-class _TestEvaluator:
-    """Accuracy and mean cross-entropy on a fixed test split, from one compiled function."""
-
-    def __init__(self, model: keras.Model, images: npt.NDArray[np.float32], labels: Any) -> None:
-        self._chunks = [
-            (
-                tf.convert_to_tensor(images[start : start + _EVAL_CHUNK], tf.float32),
-                tf.convert_to_tensor(np.asarray(labels[start : start + _EVAL_CHUNK]), tf.int32),
-            )
-            for start in range(0, images.shape[0], _EVAL_CHUNK)
-        ]
-        self._count = int(images.shape[0])
-
-        @tf.function(reduce_retracing=True)  # type: ignore[untyped-decorator]
-        def score(x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-            logits = tf.cast(model(x, training=False), tf.float32)
-            hits = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1, tf.int32), y), tf.int32))
-            losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
-            return hits, tf.reduce_sum(losses)
-
-        self._score = score
-
-    def __call__(self) -> tuple[float, float]:
-        hits, loss = 0, 0.0
-        for x, y in self._chunks:
-            h, s = self._score(x, y)
-            hits += int(h)
-            loss += float(s)
-        return hits / self._count, loss / self._count
-
-
-class TargetAccuracy(keras.callbacks.Callback):  # type: ignore[misc]
-    """Evaluate the test split during training and stop once it reaches a target.
-
-    Every epoch's end adds ``val_accuracy`` and ``val_loss`` to the epoch's logs (so
-    to ``History``). With a ``target``, training stops at the first evaluation whose
-    accuracy is at least ``target``; between epoch ends it also evaluates every
-    ``every`` steps once ``start_step`` steps are done (``every`` 0: epoch ends only).
-    With Keras's ``steps_per_execution`` > 1 it can only look at the ends of groups
-    of steps: it evaluates at the first group end at or after each multiple of
-    ``every``.
-
-    Attributes:
-        reached: ``None`` until the target is reached, then ``(step, accuracy,
-            seconds)``: the global step, the test accuracy and the wall time since
-            training began.
-    """
-
-    def __init__(
-        self,
-        images: npt.NDArray[np.float32],
-        labels: Any,
-        *,
-        target: float | None = None,
-        every: int = 0,
-        start_step: int = 0,
-    ) -> None:
-        super().__init__()
-        self._images, self._labels = images, labels
-        self._evaluate: _TestEvaluator | None = None
-        self.target = target
-        self.every = every
-        self.start_step = start_step
-        self.reached: tuple[int, float, float] | None = None
-        self._step = 0
-        self._first_iteration = 0
-        self._start = 0.0
-        self._last: tuple[int, float, float] | None = None
-
-    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
-        """Start the clock and compile the evaluator for this model."""
-        self._start = time.perf_counter()
-        self._step = 0
-        self._first_iteration = int(self.model.optimizer.iterations)
-        self._evaluate = _TestEvaluator(self.model, self._images, self._labels)
-
-    def _check(self) -> tuple[float, float]:
-        if self._last is not None and self._last[0] == self._step:
-            return self._last[1], self._last[2]
-        if self._evaluate is None:
-            raise RuntimeError("TargetAccuracy was used outside model.fit, got no model")
-        accuracy, loss = self._evaluate()
-        self._last = (self._step, accuracy, loss)
-        if self.target is not None and self.reached is None and accuracy >= self.target:
-            self.reached = (self._step, accuracy, time.perf_counter() - self._start)
-            self.model.stop_training = True
-        return accuracy, loss
-
-    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
-        """Count the steps; evaluate when a multiple of ``every`` was passed."""
-        # One call may stand for a group of steps (steps_per_execution), and Keras's
-        # ``batch`` then counts the last group of an epoch as full even when it is
-        # not: the optimizer's own counter is exact.
-        previous = self._step
-        self._step = int(self.model.optimizer.iterations) - self._first_iteration
-        if (
-            self.target is not None
-            and self.every
-            and self._step >= self.start_step
-            and self._step // self.every > previous // self.every
-        ):
-            self._check()
-
-    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        """Evaluate (unless this step already was) and add the ``val_`` entries to ``logs``."""
-        accuracy, loss = self._check()
-        if logs is not None:
-            logs["val_accuracy"] = accuracy
-            logs["val_loss"] = loss
-
-
-def check_target_accuracy(target_accuracy: object) -> float | None:
-    """Return ``target_accuracy`` as a float in (0, 1], or ``None``; else raise.
-
-    Raises:
-        TypeError: Not a number or ``None``.
-        ValueError: Outside (0, 1].
-    """
-    if target_accuracy is None:
-        return None
-    if isinstance(target_accuracy, bool) or not isinstance(target_accuracy, int | float):
-        raise TypeError(
-            f"target_accuracy must be a float or None, got {type(target_accuracy).__name__}"
-        )
-    if not 0.0 < target_accuracy <= 1.0:
-        raise ValueError(f"target_accuracy must lie in (0, 1], got {target_accuracy!r}")
-    return float(target_accuracy)
-
-
-class StopAtValAccuracy(keras.callbacks.Callback):  # type: ignore[misc]
-    """Stop ``model.fit`` at the end of the first epoch whose ``val_accuracy`` >= ``target``.
-
-    The tutorial recipe's way to honour ``target_accuracy``: it validates only at
-    epoch ends, so that is where it can stop.
-    """
-
-    def __init__(self, target: float) -> None:
-        super().__init__()
-        self.target = target
-
-    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        """Stop training if this epoch's ``val_accuracy`` reached the target."""
-        if logs is not None and logs.get("val_accuracy", 0.0) >= self.target:
-            self.model.stop_training = True
-
-
-def fit_recipe(
-    model: keras.Model,
-    train_images: npt.NDArray[np.float32],
-    train_labels: npt.NDArray[np.generic],
-    test_images: npt.NDArray[np.float32],
-    test_labels: npt.NDArray[np.generic],
-    recipe: Recipe,
-    *,
-    epochs: int,
-    batch_size: int,
-    target_accuracy: float | None = None,
-    seed: int | None = None,
-    verbose: Verbose = "auto",
-    callbacks: Sequence[keras.callbacks.Callback] = (),
-    deterministic: bool = False,
-) -> keras.callbacks.History:
-    """Train with a non-legacy recipe (see the module documentation); used by ``train``.
-
-    Arrays are already checked and scaled by ``train``, and the seed already set. The
-    model is recompiled with :func:`compile_for_recipe` (a fresh optimizer whose
-    schedule spans ``epochs``).
-
-    Raises:
-        ValueError: ``deterministic`` without a ``seed``.
-    """
-    if deterministic:
-        if seed is None:
-            raise ValueError("deterministic=True needs a seed, got seed=None")
-        from lenet_mnist.checkpoint import enable_determinism
-
-        enable_determinism(seed)
-    count = int(train_images.shape[0])
-    steps_per_epoch = count // batch_size if count >= batch_size else 1
-    total_steps = steps_per_epoch * epochs
-    compile_for_recipe(model, recipe, total_steps)
-    dataset = make_dataset(
-        train_images, train_labels, batch_size=batch_size, seed=seed, max_shift=recipe.max_shift
-    )
-    monitor = TargetAccuracy(
-        test_images,
-        test_labels,
-        target=target_accuracy,
-        every=recipe.eval_every,
-        start_step=math.ceil(recipe.eval_from * total_steps),
-    )
-    # The monitor goes first so the epoch's val_ entries are in the logs History sees.
-    # One endless iterator (repeat, steps_per_epoch) instead of a new one per epoch:
-    # setting up a new one stalled the first steps of an epoch by 0.2-2 s here.
-    return model.fit(
-        dataset.repeat(),
-        steps_per_epoch=steps_per_epoch,
-        epochs=epochs,
-        verbose=verbose,
-        callbacks=[monitor, *callbacks],
-        shuffle=False,  # the dataset reshuffles itself every epoch
-    )

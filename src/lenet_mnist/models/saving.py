@@ -23,12 +23,12 @@ from typing import Any, Final
 
 import keras
 
-from lenet_mnist._atomic import atomic_write
+from lenet_mnist._util.atomic import atomic_write
+from lenet_mnist.errors import ModelFileError, UnsafeModelError
 
 # Importing the modules registers FusedBatchNorm and LeNet with Keras so files load.
-from lenet_mnist.batch_norm import FusedBatchNorm  # noqa: F401
-from lenet_mnist.errors import ModelFileError, UnsafeModelError
-from lenet_mnist.lenet import LeNet  # noqa: F401
+from lenet_mnist.models.batch_norm import FusedBatchNorm  # noqa: F401
+from lenet_mnist.models.lenet import LeNet  # noqa: F401
 
 __all__ = ["load_model", "save_model"]
 

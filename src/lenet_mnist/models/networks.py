@@ -1,4 +1,4 @@
-"""The networks, as functional Keras models built by :func:`build_lenet`.
+"""The networks, as functional Keras models; :func:`~lenet_mnist.models.registry.build_lenet` builds them.
 
 Every variant takes ``(batch, 28, 28, 1)`` float32 images in [0, 1] and returns
 ``(batch, num_classes)`` float32 logits (no softmax: the loss applies it). Layers are
@@ -7,23 +7,16 @@ named so weights can be inspected and transferred by name.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Final
 
 import keras
 
-from lenet_mnist.batch_norm import FusedBatchNorm
+from lenet_mnist.models.batch_norm import FusedBatchNorm
 
-__all__ = ["VARIANTS", "build_lenet"]
+__all__ = ["BUILDERS", "INPUT_SHAPE"]
 
 INPUT_SHAPE: Final = (28, 28, 1)
-
-
-def _check_classes(num_classes: int) -> None:
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int):
-        raise TypeError(f"num_classes must be an int, got {type(num_classes).__name__}")
-    if num_classes < 2:
-        raise ValueError(f"num_classes must be at least 2, got {num_classes}")
 
 
 def _seed_network(num_classes: int) -> keras.Model:
@@ -105,61 +98,11 @@ def _fast_network(num_classes: int) -> keras.Model:
     return keras.Model(inputs, outputs, name="lenet_fast")
 
 
-#: The variants :func:`build_lenet` builds, with a one-line description each.
-VARIANTS: Final[dict[str, str]] = {
-    "seed": "the tutorial's network: conv32-pool-conv64-pool-dense64-dense10, 121,930 parameters",
-    "lenet5": "LeNet-5 (LeCun et al. 1998) layout on the 28x28 image padded to 32x32, 61,706 parameters",
-    "robust": "two conv pairs with batch norm and dropout (the pretrained model), 198,442 parameters",
-    "fast": "shaped for training speed: conv16 5x5-pool-bn-conv32 3x3-pool-bn-dense64-dense10, "
-    "57,114 parameters",
-}
-
-_BUILDERS: Final[dict[str, Callable[[int], keras.Model]]] = {
+#: Builder of each variant, by name: ``(num_classes) -> keras.Model``. The names and
+#: descriptions are :data:`lenet_mnist.models.registry.VARIANTS`'s.
+BUILDERS: Final[Mapping[str, Callable[[int], keras.Model]]] = {
     "seed": _seed_network,
     "lenet5": _lenet5_network,
     "robust": _robust_network,
     "fast": _fast_network,
 }
-
-
-def build_lenet(
-    variant: str = "seed", *, num_classes: int = 10, seed: int | None = None
-) -> keras.Model:
-    """Build one of the library's networks, untrained.
-
-    Args:
-        variant: ``"seed"``, exactly the tutorial's network (Conv2D 32 3x3 ReLU ->
-            MaxPool 2x2 -> Conv2D 64 3x3 ReLU -> MaxPool 2x2 -> Flatten -> Dense 64 ReLU
-            -> Dense 10 logits; 121,930 parameters), or ``"lenet5"``, LeCun et al.
-            1998's LeNet-5 (published test error 0.95%). ``"robust"`` (two conv pairs
-            with batch norm and dropout, 198,442 parameters) is the network of
-            :func:`lenet_mnist.pretrained`. See :data:`VARIANTS`.
-        num_classes: Number of output logits.
-        seed: Seed for the initial weights; ``None`` draws them from Keras's global
-            random state (set with ``keras.utils.set_random_seed``).
-
-    Returns:
-        A functional ``keras.Model`` mapping ``(batch, 28, 28, 1)`` float32 images in
-        [0, 1] to ``(batch, num_classes)`` float32 logits.
-
-    Raises:
-        ValueError: Unknown variant (the message lists the valid ones) or
-            ``num_classes < 2``.
-        TypeError: ``num_classes`` or ``seed`` is not an int.
-
-    Example:
-        >>> model = build_lenet("seed", seed=0)
-        >>> model.count_params()
-        121930
-        >>> model.output_shape
-        (None, 10)
-    """
-    builder = _BUILDERS.get(variant) if isinstance(variant, str) else None
-    if builder is None:
-        raise ValueError(f"unknown variant; choose one of {sorted(_BUILDERS)}, got {variant!r}")
-    _check_classes(num_classes)
-    if seed is not None:
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise TypeError(f"seed must be an int or None, got {type(seed).__name__}")
-        keras.utils.set_random_seed(seed)
-    return builder(num_classes)

@@ -24,7 +24,7 @@ PRETRAINED_FILE: Final = "weights/robust.keras"
 @functools.cache
 def _shipped() -> keras.Model:
     from lenet_mnist.errors import ModelFileError
-    from lenet_mnist.serialization import load_model
+    from lenet_mnist.models.saving import load_model
 
     resource = resources.files("lenet_mnist").joinpath(PRETRAINED_FILE)
     if not resource.is_file():

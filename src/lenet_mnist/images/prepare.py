@@ -33,9 +33,10 @@ from typing import Final, TypeAlias
 import numpy as np
 import numpy.typing as npt
 
+from lenet_mnist._util.image_array import as_picture
 from lenet_mnist.errors import ImageError
 
-__all__ = ["ImageInput", "prepare_image", "save_image_strip"]
+__all__ = ["CENTRE", "MAX_PIXELS", "WORKING_SIZE", "ImageInput", "prepare_image"]
 
 #: What :func:`prepare_image` accepts: a file path, encoded file bytes, or pixels.
 ImageInput: TypeAlias = "str | os.PathLike[str] | bytes | bytearray | memoryview | npt.ArrayLike"
@@ -117,42 +118,6 @@ def _read(image: str | os.PathLike[str]) -> npt.NDArray[np.uint8]:
 
 
 # ----------------------------------------------------------------- pixels to grayscale
-
-
-def _as_pixels(image: npt.ArrayLike) -> tuple[npt.NDArray[np.generic], float]:
-    """Check an image array; return it as (H, W, C) with C in 1..4, and its full-scale value."""
-    try:
-        array = np.asarray(image)
-    except (ValueError, TypeError) as error:
-        raise ImageError(f"image must be a numeric array: {error}") from error
-    kind = array.dtype.kind
-    if kind not in "uif":
-        raise ImageError(
-            "image must be a numeric array (integers 0..255 or floats in [0, 1]), "
-            f"got dtype {array.dtype}"
-        )
-    if array.ndim == 2:
-        array = array[:, :, np.newaxis]
-    if array.ndim != 3 or array.shape[2] not in (1, 3, 4):
-        raise ImageError(
-            f"image must have shape (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), got {array.shape}"
-        )
-    if array.shape[0] < 1 or array.shape[1] < 1:
-        raise ImageError(f"image is empty, got shape {array.shape}")
-    if kind == "f":
-        if not np.isfinite(array).all():
-            raise ImageError("image contains NaN or infinite values, got non-finite pixels")
-        low, high = float(array.min()), float(array.max())
-        if low < 0.0 or high > 1.0:
-            raise ImageError(
-                "float images must lie in [0, 1] (0..255 pixels must be an integer array), "
-                f"got values in [{low:g}, {high:g}]"
-            )
-        return array, 1.0
-    low_i, high_i = int(array.min()), int(array.max())
-    if low_i < 0 or high_i > 255:
-        raise ImageError(f"integer images must lie in 0..255, got values in [{low_i}, {high_i}]")
-    return array, 255.0
 
 
 def _background_for_alpha(pixels: npt.NDArray[np.generic], full: float) -> float:
@@ -524,61 +489,7 @@ def prepare_image(image: ImageInput) -> npt.NDArray[np.float32]:
 
 
 def _prepare(image: npt.ArrayLike) -> npt.NDArray[np.float32]:
-    pixels, full = _as_pixels(image)
+    pixels, full = as_picture(image)
     gray = _working_gray(pixels, full)
     ink = _drop_specks(_ink(gray))
     return _into_frame(ink)
-
-
-def save_image_strip(
-    images: npt.ArrayLike, path: str | os.PathLike[str], *, columns: int = 10, zoom: int = 4
-) -> Path:
-    """Write 28x28 images side by side into one PNG, as the model sees them.
-
-    Args:
-        images: ``(N, 28, 28)`` or ``(N, 28, 28, 1)`` floats in [0, 1] (white ink on
-            black), such as :func:`prepare_image`'s results stacked; ``N >= 1``.
-        path: Where to write the PNG (written to a temporary file, then renamed).
-        columns: Images per row.
-        zoom: Each pixel becomes a ``zoom`` x ``zoom`` square (1 to 16).
-
-    Returns:
-        The path written.
-
-    Raises:
-        ValueError: Bad images (see :func:`lenet_mnist.inference.as_model_input`), or
-            ``columns``/``zoom`` out of range.
-
-    Example:
-        >>> import numpy as np, tempfile, pathlib
-        >>> with tempfile.TemporaryDirectory() as tmp:
-        ...     save_image_strip(np.zeros((3, 28, 28)), pathlib.Path(tmp) / "s.png").name
-        's.png'
-    """
-    import tensorflow as tf
-
-    from lenet_mnist._atomic import atomic_write
-    from lenet_mnist._validation import check_positive_int
-    from lenet_mnist.inference import as_model_input
-
-    check_positive_int("columns", columns)
-    check_positive_int("zoom", zoom)
-    if zoom > 16:
-        raise ValueError(f"zoom must be at most 16, got {zoom}")
-    batch = as_model_input(images)[..., 0]
-    count = batch.shape[0]
-    cols = min(columns, count)
-    rows = math.ceil(count / cols)
-    gap = 2
-    cell = _SIZE + gap
-    # A mid-gray grid between the images so each one's 28x28 frame is visible.
-    sheet = np.full((rows * cell + gap, cols * cell + gap), 0.35, np.float32)
-    for i in range(count):
-        r, c = divmod(i, cols)
-        sheet[gap + r * cell : gap + r * cell + _SIZE, gap + c * cell : gap + c * cell + _SIZE] = (
-            batch[i]
-        )
-    sheet = np.repeat(np.repeat(sheet, zoom, axis=0), zoom, axis=1)
-    pixels = np.round(sheet * 255).astype(np.uint8)[:, :, np.newaxis]
-    png = tf.io.encode_png(pixels).numpy()
-    return atomic_write(path, lambda tmp: tmp.write_bytes(png))

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
 
-from lenet_mnist._atomic import atomic_write
+from lenet_mnist._util.atomic import atomic_write
 
 __all__ = ["as_history_dict", "history_path_for", "load_history", "save_history"]
 

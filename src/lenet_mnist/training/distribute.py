@@ -24,10 +24,13 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
-import keras
-import tensorflow as tf
+from lenet_mnist._util.checks import check_choice
+
+if TYPE_CHECKING:
+    import keras
+    import tensorflow as tf
 
 __all__ = [
     "STRATEGIES",
@@ -37,6 +40,7 @@ __all__ = [
     "strategy_scope",
 ]
 
+#: The names of the strategies :func:`make_strategy` makes.
 DistributeName = Literal["mirrored"]
 
 #: The strategies :func:`make_strategy` makes, with a one-line description each.
@@ -71,8 +75,9 @@ def make_strategy(
         >>> make_strategy("mirrored", devices=["/cpu:0"]).num_replicas_in_sync
         1
     """
-    if not isinstance(name, str) or name not in STRATEGIES:
-        raise ValueError(f"unknown strategy; choose one of {sorted(STRATEGIES)}, got {name!r}")
+    check_choice("strategy", name, STRATEGIES)
+    import tensorflow as tf
+
     if devices is not None:
         if isinstance(devices, str) or not all(isinstance(d, str) for d in devices):
             raise TypeError(f"devices must be a sequence of device names, got {devices!r}")
@@ -92,6 +97,8 @@ def strategy_scope(strategy: tf.distribute.Strategy | None) -> AbstractContextMa
     """
     if strategy is None:
         return contextlib.nullcontext()
+    import tensorflow as tf
+
     if not isinstance(strategy, tf.distribute.Strategy):
         raise TypeError(f"strategy must be a tf.distribute.Strategy, got {type(strategy).__name__}")
     scope: AbstractContextManager[object] = strategy.scope()
@@ -110,6 +117,8 @@ def check_model_strategy(model: keras.Model, strategy: tf.distribute.Strategy) -
         ValueError: The model has no variables, or some were created outside the
             strategy's scope (the message says how to create it instead).
     """
+    import tensorflow as tf
+
     if not isinstance(strategy, tf.distribute.Strategy):
         raise TypeError(f"strategy must be a tf.distribute.Strategy, got {type(strategy).__name__}")
     variables = list(model.variables)

@@ -1,54 +1,52 @@
-"""Pictures of the data and the model: sample grids, training curves, evaluation reports.
+"""Pictures of the data and the model: sample grids, training curves, confusion matrices.
 
 Needs matplotlib, the optional extra ``plot``::
 
     pip install "lenet-mnist[plot]"
 
-matplotlib is imported only when a function here is called, so the rest of the
-library never needs it. Figures are built on ``matplotlib.figure.Figure`` with the Agg
-canvas directly, not through ``pyplot``: no global figure registry, no backend switch,
-nothing to close, safe in servers and threads. Every function returns its Figure and,
-given ``path``, also writes it (PNG, or PDF / SVG by the file's suffix), atomically.
+matplotlib is imported only when a function here is called (see
+:mod:`~lenet_mnist.report.canvas`). Every function returns its Figure and, given
+``path``, also writes it (PNG, or PDF / SVG by the file's suffix), atomically.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Sequence
-from pathlib import Path
-from types import ModuleType
 from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 import numpy.typing as npt
 
-from lenet_mnist._atomic import atomic_write
-from lenet_mnist._validation import check_positive_int
-from lenet_mnist.history import as_history_dict
+from lenet_mnist._util.checks import check_positive_int
+from lenet_mnist._util.image_array import as_image_batch
+from lenet_mnist.report.canvas import (
+    check_figure_path,
+    new_figure,
+    require_matplotlib,
+    save_figure,
+)
+from lenet_mnist.training.history import as_history_dict
 
 if TYPE_CHECKING:
     import keras
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-    from lenet_mnist.data import MnistData
+    from lenet_mnist.data.mnist import MnistData
     from lenet_mnist.evaluation import EvaluationReport
     from lenet_mnist.inference import DigitPredictions
 
 __all__ = [
+    "check_report",
+    "check_report_matches",
     "plot_confusion_matrix",
     "plot_history",
     "plot_misclassified",
     "plot_samples",
-    "require_matplotlib",
-    "write_report",
 ]
 
-_INSTALL_HINT: Final = 'plotting needs matplotlib: pip install "lenet-mnist[plot]"'
-_DPI: Final = 100
-_FORMATS: Final = {".png": "png", ".pdf": "pdf", ".svg": "svg"}
 _WRONG: Final = "tab:red"
 _RIGHT: Final = "black"
 # The tutorial's grid: 2 inches per column and 5 per row (20 x 10 inches for 2 x 10).
@@ -63,55 +61,6 @@ _TITLE_HEIGHT: Final = 0.5
 _CAPTION_SIZE: Final = 14
 # About as many characters of a 14-point caption as fit under a 2-inch image.
 _CAPTION_CHARS: Final = 16
-
-
-def require_matplotlib() -> ModuleType:
-    """Import and return matplotlib, or say how to install it.
-
-    Call it before long work whose result is to be plotted, to fail early.
-
-    Raises:
-        ImportError: matplotlib is not installed; the message names the extra,
-            ``pip install "lenet-mnist[plot]"``.
-
-    Example:
-        >>> require_matplotlib().__name__
-        'matplotlib'
-    """
-    try:
-        import matplotlib
-        import matplotlib.backends.backend_agg
-        import matplotlib.figure
-    except ImportError as error:
-        raise ImportError(f"{_INSTALL_HINT} ({error})", name="matplotlib") from error
-    return matplotlib
-
-
-def _new_figure(width: float, height: float) -> Figure:
-    require_matplotlib()
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(width, height), dpi=_DPI, layout="constrained")
-    FigureCanvasAgg(figure)
-    return figure
-
-
-def _check_path(path: str | os.PathLike[str] | None) -> Path | None:
-    if path is None:
-        return None
-    target = Path(path)
-    if target.suffix.lower() not in _FORMATS:
-        raise ValueError(
-            f"figure files must end in one of {sorted(_FORMATS)}, got {os.fspath(path)!r}"
-        )
-    return target
-
-
-def _save(figure: Figure, target: Path | None) -> None:
-    if target is not None:
-        file_format = _FORMATS[target.suffix.lower()]
-        atomic_write(target, lambda tmp: figure.savefig(tmp, format=file_format, dpi=_DPI))
 
 
 def _check_class_names(class_names: Sequence[str] | None, num_classes: int) -> tuple[str, ...]:
@@ -152,7 +101,7 @@ def _image_grid(
     ncols = min(ncols, count)
     nrows = math.ceil(count / ncols)
     height = row_height * nrows + (_TITLE_HEIGHT if title else 0.0)
-    figure = _new_figure(_CELL_WIDTH * ncols, height)
+    figure = new_figure(_CELL_WIDTH * ncols, height)
     axes = figure.subplots(nrows, ncols, squeeze=False)
     for k, ax in enumerate(axes.flat):
         if k >= count:
@@ -199,7 +148,7 @@ def plot_samples(
 
     Args:
         images: ``(N, 28, 28)`` or ``(N, 28, 28, 1)``; uint8 0..255 or float in [0, 1]
-            (see :func:`lenet_mnist.inference.as_model_input`).
+            (the library's image rule).
         labels: ``(N,)`` integer classes.
         predictions: ``(N,)`` integer predicted classes, or a
             :class:`~lenet_mnist.inference.DigitPredictions` for the same images.
@@ -211,7 +160,7 @@ def plot_samples(
         title: A title above the grid; default none, as in the tutorial.
 
     Returns:
-        The ``matplotlib.figure.Figure`` (``_DPI`` = 100: 2000 x 1000 pixels by default).
+        The ``matplotlib.figure.Figure`` (``DPI`` = 100: 2000 x 1000 pixels by default).
 
     Raises:
         ImportError: matplotlib is missing (names the ``plot`` extra).
@@ -228,14 +177,13 @@ def plot_samples(
     """
     check_positive_int("n", n)
     check_positive_int("ncols", ncols)
-    target = _check_path(path)
-    from lenet_mnist.inference import DigitPredictions, as_model_input
-
-    pixels = as_model_input(images)[..., 0]
+    target = check_figure_path(path)
+    pixels = as_image_batch(images)[..., 0]
     truth = _class_indices(labels, len(pixels), "labels")
     guessed: npt.NDArray[np.int64] | None = None
     if predictions is not None:
-        digits = predictions.digits if isinstance(predictions, DigitPredictions) else predictions
+        # A DigitPredictions (duck-typed: plotting needs no TensorFlow) or the digits.
+        digits = getattr(predictions, "digits", predictions)
         guessed = _class_indices(digits, len(pixels), "predictions")
     shown = min(n, len(pixels))
     largest = (
@@ -263,7 +211,7 @@ def plot_samples(
     figure = _image_grid(
         pixels[:shown], captions, colors, ncols=ncols, row_height=row_height, title=title
     )
-    _save(figure, target)
+    save_figure(figure, target)
     return figure
 
 
@@ -272,7 +220,7 @@ def plot_history(history: Any, path: str | os.PathLike[str] | None = None) -> Fi
 
     Args:
         history: The ``keras.callbacks.History`` that :func:`lenet_mnist.train` returns,
-            its ``history`` dict, or :func:`lenet_mnist.history.load_history`'s result.
+            its ``history`` dict, or :func:`lenet_mnist.load_history`'s result.
             Needs ``"loss"`` and ``"accuracy"``; ``"val_loss"`` and ``"val_accuracy"``
             are drawn when present.
         path: Also write the figure here (``.png``, ``.pdf`` or ``.svg``).
@@ -298,11 +246,11 @@ def plot_history(history: Any, path: str | os.PathLike[str] | None = None) -> Fi
         raise ValueError(
             f"history needs 'loss' and 'accuracy' per epoch, got keys {sorted(series)}"
         )
-    target = _check_path(path)
+    target = check_figure_path(path)
     require_matplotlib()
     from matplotlib.ticker import MaxNLocator, PercentFormatter
 
-    figure = _new_figure(12.0, 4.5)
+    figure = new_figure(12.0, 4.5)
     loss_ax, accuracy_ax = figure.subplots(1, 2)
     epochs = np.arange(1, len(series["loss"]) + 1)
     panels: tuple[tuple[Axes, str, str, str], ...] = (
@@ -325,7 +273,7 @@ def plot_history(history: Any, path: str | os.PathLike[str] | None = None) -> Fi
             ax.yaxis.set_major_formatter(PercentFormatter(1.0))
         ax.grid(alpha=0.3)
         ax.legend()
-    _save(figure, target)
+    save_figure(figure, target)
     return figure
 
 
@@ -359,8 +307,8 @@ def plot_confusion_matrix(
         >>> figure.axes[0].get_xlabel()
         'predicted class'
     """
-    _check_report(report)
-    target = _check_path(path)
+    check_report(report)
+    target = check_figure_path(path)
     require_matplotlib()
     from matplotlib.colors import SymLogNorm
 
@@ -370,7 +318,7 @@ def plot_confusion_matrix(
     # Long names (Fashion-MNIST) are set at an angle and need room below and left.
     extra = 0.08 * max(0, longest - 2)
     size = 0.55 * num_classes + 3.0
-    figure = _new_figure(size + 1.0 + extra, size + extra)
+    figure = new_figure(size + 1.0 + extra, size + extra)
     ax = figure.subplots()
     norm = SymLogNorm(linthresh=1.0, linscale=0.5, vmin=0.0, vmax=max(1.0, float(confusion.max())))
     cmap = "Blues"
@@ -410,11 +358,12 @@ def plot_confusion_matrix(
         f"Confusion matrix: {report.accuracy:.2%} of {report.num_images} test images correct",
         fontsize=13,
     )
-    _save(figure, target)
+    save_figure(figure, target)
     return figure
 
 
-def _check_report(report: object) -> None:
+def check_report(report: object) -> None:
+    """Raise ``TypeError`` unless ``report`` is an ``EvaluationReport``."""
     from lenet_mnist.evaluation import EvaluationReport
 
     if not isinstance(report, EvaluationReport):
@@ -438,7 +387,7 @@ def plot_misclassified(
         model_or_report: A model (evaluated on ``data`` first, see
             :func:`lenet_mnist.evaluate_model`) or an
             :class:`~lenet_mnist.evaluation.EvaluationReport` of ``data``'s test split.
-        data: :class:`~lenet_mnist.data.MnistData`; only the test split is used.
+        data: :class:`~lenet_mnist.MnistData`; only the test split is used.
         n: How many mistakes, at most.
         ncols: Images per row.
         path: Also write the figure here (``.png``, ``.pdf`` or ``.svg``).
@@ -458,7 +407,7 @@ def plot_misclassified(
     """
     check_positive_int("n", n)
     check_positive_int("ncols", ncols)
-    target = _check_path(path)
+    target = check_figure_path(path)
     from lenet_mnist.evaluation import EvaluationReport
 
     if isinstance(model_or_report, EvaluationReport):
@@ -474,12 +423,12 @@ def plot_misclassified(
         from lenet_mnist.evaluation import evaluate_model
 
         report = evaluate_model(model_or_report, data)
-    _check_report_matches(report, data)
+    check_report_matches(report, data)
     require_matplotlib()
     chosen = report.misclassified[:n]
     total = len(report.misclassified)
     if len(chosen) == 0:
-        figure = _new_figure(6.0, 2.0)
+        figure = new_figure(6.0, 2.0)
         figure.text(
             0.5,
             0.5,
@@ -488,11 +437,9 @@ def plot_misclassified(
             va="center",
             fontsize=16,
         )
-        _save(figure, target)
+        save_figure(figure, target)
         return figure
-    from lenet_mnist.inference import as_model_input
-
-    pixels = as_model_input(np.asarray(data.test_images)[chosen])[..., 0]
+    pixels = as_image_batch(np.asarray(data.test_images)[chosen])[..., 0]
     names = report.class_names
     captions = [
         _mistake_caption(names[report.labels[i]], names[report.predictions[i]]) + "\n"
@@ -511,127 +458,15 @@ def plot_misclassified(
         row_height=_MISTAKE_ROW_HEIGHT,
         title=title,
     )
-    _save(figure, target)
+    save_figure(figure, target)
     return figure
 
 
-def _check_report_matches(report: EvaluationReport, data: MnistData) -> None:
+def check_report_matches(report: EvaluationReport, data: MnistData) -> None:
+    """Raise ``ValueError`` unless ``report`` is of ``data``'s test split (same labels)."""
     labels = np.asarray(data.test_labels)
     if labels.shape != report.labels.shape or not np.array_equal(labels, report.labels):
         raise ValueError(
             "the report is not of this data's test split: its labels differ "
             f"({report.num_images} images in the report, got {labels.shape[0]} in the data)"
         )
-
-
-def _percent(value: float) -> str:
-    return f"{value:.2%}"
-
-
-def _report_markdown(report: EvaluationReport, title: str, shown: int) -> str:
-    names = report.class_names
-    correct = report.num_images - len(report.misclassified)
-    lines = [
-        f"# {title}",
-        "",
-        f"- Test images: {report.num_images}",
-        f"- Accuracy: {_percent(report.accuracy)} ({correct} / {report.num_images} correct)",
-        f"- Loss: {report.loss:.4f} (mean cross-entropy, nats)",
-        "",
-        "## Most confused classes",
-        "",
-    ]
-    confused = report.most_confused(3)
-    if confused:
-        lines += ["| true | predicted as | images |", "|---|---|---:|"]
-        lines += [f"| {names[t]} | {names[p]} | {c} |" for t, p, c in confused]
-    else:
-        lines.append("No mistakes.")
-    lines += [
-        "",
-        "## Confusion matrix",
-        "",
-        "Rows are true classes, columns predicted classes.",
-        "",
-        "![Confusion matrix](confusion_matrix.png)",
-        "",
-        "## Per class",
-        "",
-        "| class | precision | recall | F1 | support |",
-        "|---|---:|---:|---:|---:|",
-    ]
-    lines += [
-        f"| {name} | {report.precision[i]:.4f} | {report.recall[i]:.4f} | "
-        f"{report.f1[i]:.4f} | {report.support[i]} |"
-        for i, name in enumerate(names)
-    ]
-    lines += [
-        "",
-        "## Misclassified images",
-        "",
-        f"The {shown} most confident of {len(report.misclassified)} mistakes, "
-        "captioned true → predicted with the model's probability.",
-        "",
-        "![Misclassified test images](misclassified.png)",
-        "",
-    ]
-    return "\n".join(lines)
-
-
-def write_report(
-    report: EvaluationReport,
-    data: MnistData,
-    directory: str | os.PathLike[str],
-    *,
-    n_misclassified: int = 20,
-    title: str = "Evaluation report",
-) -> dict[str, Path]:
-    """Write an evaluation report directory: JSON numbers, two pictures, a Markdown page.
-
-    Files, each written atomically (existing ones are replaced):
-
-    * ``report.json``: :meth:`EvaluationReport.to_dict`;
-    * ``confusion_matrix.png``: :func:`plot_confusion_matrix`;
-    * ``misclassified.png``: :func:`plot_misclassified` with ``n_misclassified``;
-    * ``report.md``: accuracy, loss, the most confused pairs, per-class scores, and
-      both pictures embedded by relative links (view it next to them).
-
-    Args:
-        report: The :class:`~lenet_mnist.evaluation.EvaluationReport` of ``data``'s
-            test split.
-        data: The data evaluated (its test images are drawn).
-        directory: Where to write; created if missing.
-        n_misclassified: How many mistakes to draw, at most.
-        title: The Markdown page's heading.
-
-    Returns:
-        ``{file name: path}`` of the four files.
-
-    Raises:
-        ImportError: matplotlib is missing (names the ``plot`` extra).
-        TypeError: ``report`` is not an EvaluationReport.
-        ValueError: The report is not of ``data``'s test split.
-        OSError: ``directory`` cannot be created or written.
-
-    Example:
-        >>> write_report(evaluate_model(model, data), data, "out")  # doctest: +SKIP
-        {'report.json': PosixPath('out/report.json'), ...}
-    """
-    _check_report(report)
-    check_positive_int("n_misclassified", n_misclassified)
-    _check_report_matches(report, data)
-    require_matplotlib()
-    folder = Path(directory)
-    folder.mkdir(parents=True, exist_ok=True)
-    files = {
-        name: folder / name
-        for name in ("report.json", "confusion_matrix.png", "misclassified.png", "report.md")
-    }
-    text = json.dumps(report.to_dict(), indent=2, allow_nan=False) + "\n"
-    atomic_write(files["report.json"], lambda tmp: tmp.write_text(text, encoding="utf-8"))
-    plot_confusion_matrix(report, files["confusion_matrix.png"])
-    plot_misclassified(report, data, n=n_misclassified, path=files["misclassified.png"])
-    shown = min(n_misclassified, len(report.misclassified))
-    page = _report_markdown(report, title, shown)
-    atomic_write(files["report.md"], lambda tmp: tmp.write_text(page, encoding="utf-8"))
-    return files

@@ -16,7 +16,7 @@ killed at any moment therefore leaves either the previous checkpoint or the new 
 never a half-written one.
 
 Resuming with the same seed repeats an uninterrupted run exactly because the training
-order of epoch ``e`` depends only on ``(seed, e)`` (see :func:`shuffled_epochs`), not on
+order of epoch ``e`` depends only on ``(seed, e)`` (see :mod:`lenet_mnist.training.pipeline`), not on
 how many epochs ran in this process, and the optimizer's state (its step count and
 moments) is restored along with the weights.
 
@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import shutil
 import tempfile
@@ -37,22 +36,17 @@ from pathlib import Path
 from typing import Any, Final
 
 import keras
-import numpy as np
-import numpy.typing as npt
 
-from lenet_mnist.serialization import save_model
+from lenet_mnist.models.saving import save_model
 
 __all__ = [
     "CheckpointState",
     "EpochCheckpoint",
-    "TrainingRun",
     "check_compatible",
-    "enable_determinism",
+    "history_from",
     "load_checkpoint",
-    "prepare_run",
     "restore_checkpoint",
     "run_config",
-    "shuffled_epochs",
 ]
 
 FORMAT: Final = 1
@@ -63,7 +57,9 @@ _MODEL_FILE: Final = "model.keras"
 _STATE_FILE: Final = "state.json"
 # Settings whose change makes the stored weights meaningless for the new run; a different
 # ``epochs`` only extends or shortens it and is allowed.
-_MUST_MATCH: Final = ("architecture", "optimizer", "batch_size", "seed", "num_train")
+_MUST_MATCH: Final = ("recipe", "architecture", "optimizer", "batch_size", "seed", "num_train")
+# Checkpoints written before recipes could be resumed were all of the tutorial's.
+_DEFAULTS: Final = {"recipe": "tutorial"}
 
 
 @dataclass(frozen=True)
@@ -93,7 +89,12 @@ class CheckpointState:
 
 
 def run_config(
-    model: keras.Model, *, batch_size: int, seed: int | None, num_train: int
+    model: keras.Model,
+    *,
+    batch_size: int,
+    seed: int | None,
+    num_train: int,
+    recipe: str = "tutorial",
 ) -> dict[str, Any]:
     """Describe a run in the JSON-able terms a resumed run must match.
 
@@ -102,10 +103,11 @@ def run_config(
         batch_size: Images per step.
         seed: The run's seed, or ``None``.
         num_train: Number of training images.
+        recipe: The recipe's name.
 
     Returns:
-        A dict with ``architecture``, ``optimizer``, ``batch_size``, ``seed`` and
-        ``num_train``.
+        A dict with ``recipe``, ``architecture``, ``optimizer``, ``batch_size``,
+        ``seed`` and ``num_train``.
 
     Example:
         >>> from lenet_mnist import build_lenet, compile_model
@@ -121,6 +123,7 @@ def run_config(
     ]
     optimizer = getattr(model, "optimizer", None)
     return {
+        "recipe": recipe,
         "architecture": architecture,
         "optimizer": None if optimizer is None else type(optimizer).__name__,
         "batch_size": int(batch_size),
@@ -223,7 +226,7 @@ def check_compatible(state: CheckpointState, config: Mapping[str, Any]) -> None:
     # A JSON round trip turns tuples into lists, so compare in that form.
     current = json.loads(json.dumps(dict(config)))
     for key in _MUST_MATCH:
-        stored, wanted = state.config.get(key), current.get(key)
+        stored, wanted = state.config.get(key, _DEFAULTS.get(key)), current.get(key)
         if stored != wanted:
             if key == "architecture":
                 stored, wanted = _layer_summary(stored), _layer_summary(wanted)
@@ -358,177 +361,3 @@ def history_from(model: keras.Model, history: Mapping[str, list[float]]) -> kera
     result.history = {key: list(values) for key, values in history.items()}
     result.epoch = list(range(max((len(v) for v in history.values()), default=0)))
     return result
-
-
-def shuffled_epochs(
-    images: npt.NDArray[np.float32],
-    labels: npt.NDArray[np.generic],
-    *,
-    batch_size: int,
-    seed: int,
-    initial_epoch: int,
-    epochs: int,
-) -> tuple[Any, int]:
-    """Batches for epochs ``initial_epoch .. epochs - 1``, each shuffled by ``(seed, epoch)`` alone.
-
-    Keras's own ``shuffle=True`` draws each epoch's order from a random state that
-    advances with every epoch run in the process, so a run resumed at epoch ``e`` would
-    see epoch 0's order again. Here each epoch's permutation is a stateless function of
-    ``(seed, e)``: a resumed run sees exactly the batches an uninterrupted one does.
-
-    Args:
-        images: ``(N, 28, 28, 1)`` float32.
-        labels: ``(N,)`` integer class indices.
-        batch_size: Images per batch (each epoch's last batch may be smaller).
-        seed: The run's seed.
-        initial_epoch: First epoch to produce (0-based).
-        epochs: One past the last epoch to produce.
-
-    Returns:
-        ``(dataset, steps_per_epoch)``: a ``tf.data.Dataset`` of ``(images, labels)``
-        batches, to pass to ``model.fit`` with ``steps_per_epoch`` and ``shuffle=False``.
-    """
-    import tensorflow as tf
-
-    count = int(images.shape[0])
-    seed_tensor = tf.constant(seed, tf.int64)
-
-    def epoch_order(epoch: Any) -> Any:
-        order = tf.random.experimental.stateless_shuffle(
-            tf.range(count, dtype=tf.int64), seed=tf.stack([seed_tensor, epoch])
-        )
-        return tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
-
-    arrays = tf.data.Dataset.from_tensors((images, labels)).repeat()
-    order = tf.data.Dataset.range(initial_epoch, epochs).flat_map(epoch_order)
-    dataset = (
-        tf.data.Dataset.zip((order, arrays))
-        .map(lambda index, data: (tf.gather(data[0], index), tf.gather(data[1], index)))
-        .prefetch(tf.data.AUTOTUNE)
-    )
-    return dataset, math.ceil(count / batch_size)
-
-
-def enable_determinism(seed: int) -> None:
-    """Seed every generator and make TensorFlow's ops deterministic, for this process.
-
-    ``tf.config.experimental.enable_op_determinism()`` is global and cannot be undone:
-    every later TensorFlow computation in the process runs in deterministic mode (slower
-    on GPU; ops without a deterministic implementation raise an error).
-    """
-    import tensorflow as tf
-
-    keras.utils.set_random_seed(seed)
-    tf.config.experimental.enable_op_determinism()
-
-
-class _ReseedEachEpoch(keras.callbacks.Callback):  # type: ignore[misc]
-    """Reseed the global generators from ``(seed, epoch)`` so no epoch depends on earlier ones."""
-
-    def __init__(self, seed: int) -> None:
-        super().__init__()
-        self.seed = seed
-
-    def on_epoch_begin(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
-        """Seed Python's, NumPy's and TensorFlow's generators for this epoch."""
-        keras.utils.set_random_seed((self.seed * 1_000_003 + epoch) % 2**32)
-
-
-@dataclass
-class TrainingRun:
-    """How :func:`lenet_mnist.train` calls ``model.fit``, prepared by :func:`prepare_run`.
-
-    Attributes:
-        inputs: The positional ``x`` (and ``y``) arguments of ``model.fit``.
-        fit_args: Keyword arguments of ``model.fit`` (``initial_epoch`` and either
-            ``batch_size``/``shuffle`` or ``steps_per_epoch``/``shuffle=False``).
-        callbacks: Callbacks to add after the caller's.
-        finished: The stored history when the checkpoint already covers every
-            requested epoch or the run was stopped early (nothing is left to train),
-            else ``None``.
-    """
-
-    inputs: tuple[Any, ...]
-    fit_args: dict[str, Any]
-    callbacks: list[keras.callbacks.Callback]
-    finished: keras.callbacks.History | None = None
-    checkpoint: EpochCheckpoint | None = None
-
-    def finish(self, history: keras.callbacks.History) -> keras.callbacks.History:
-        """Return the whole run's history: the resumed epochs' followed by ``history``'s."""
-        if self.checkpoint is None:
-            return history
-        merged = history_from(history.model, self.checkpoint.history)
-        merged.params = getattr(history, "params", {})
-        return merged
-
-
-def prepare_run(
-    model: keras.Model,
-    images: npt.NDArray[np.float32],
-    labels: npt.NDArray[np.generic],
-    *,
-    epochs: int,
-    batch_size: int,
-    seed: int | None,
-    checkpoint_dir: str | os.PathLike[str] | None,
-    deterministic: bool,
-) -> TrainingRun:
-    """Restore a checkpoint if there is one and plan the ``model.fit`` call.
-
-    With a ``seed``, training batches come from :func:`shuffled_epochs` and the global
-    generators are reseeded from ``(seed, epoch)`` at every epoch, so any epoch can be
-    re-run alone. With ``checkpoint_dir``, the last checkpoint's weights and optimizer
-    state are loaded into ``model`` and an :class:`EpochCheckpoint` is added.
-
-    Raises:
-        ValueError: ``deterministic`` without a seed, or a checkpoint written by a
-            differently configured run (architecture, optimizer, batch size, seed or
-            number of training images).
-        TypeError: ``deterministic`` is not a bool or ``checkpoint_dir`` not a path.
-    """
-    if not isinstance(deterministic, bool):
-        raise TypeError(f"deterministic must be a bool, got {type(deterministic).__name__}")
-    if deterministic:
-        if seed is None:
-            raise ValueError("deterministic=True needs a seed, got seed=None")
-        enable_determinism(seed)
-    callbacks: list[keras.callbacks.Callback] = []
-    initial_epoch = 0
-    checkpoint: EpochCheckpoint | None = None
-    if checkpoint_dir is not None:
-        if not isinstance(checkpoint_dir, str | os.PathLike):
-            raise TypeError(
-                f"checkpoint_dir must be a path or None, got {type(checkpoint_dir).__name__}"
-            )
-        config = run_config(model, batch_size=batch_size, seed=seed, num_train=len(images))
-        state = load_checkpoint(checkpoint_dir)
-        if state is not None:
-            check_compatible(state, config)
-            restore_checkpoint(model, state)
-            initial_epoch = state.epoch
-        checkpoint = EpochCheckpoint(
-            checkpoint_dir, config=config, history=None if state is None else state.history
-        )
-        if state is not None and (state.epoch >= epochs or state.stopped):
-            return TrainingRun((), {}, [], finished=history_from(model, state.history))
-    fit_args: dict[str, Any] = {"initial_epoch": initial_epoch}
-    inputs: tuple[Any, ...]
-    if seed is None:
-        inputs = (images, labels)
-        fit_args.update(batch_size=batch_size, shuffle=True)
-    else:
-        dataset, steps = shuffled_epochs(
-            images,
-            labels,
-            batch_size=batch_size,
-            seed=seed,
-            initial_epoch=initial_epoch,
-            epochs=epochs,
-        )
-        inputs = (dataset,)
-        fit_args.update(steps_per_epoch=steps, shuffle=False)
-        callbacks.append(_ReseedEachEpoch(seed))
-    if checkpoint is not None:
-        callbacks.append(checkpoint)
-    return TrainingRun(inputs, fit_args, callbacks, checkpoint=checkpoint)
