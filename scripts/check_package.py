@@ -55,7 +55,12 @@ def run(*args: str | Path, cwd: Path | None = None) -> str:
 
 def check_wheel(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
-    for required in ("lenet_mnist/__init__.py", "lenet_mnist/py.typed", "lenet_mnist/cli.py"):
+    for required in (
+        "lenet_mnist/__init__.py",
+        "lenet_mnist/py.typed",
+        "lenet_mnist/cli/__init__.py",
+        "lenet_mnist/weights/robust.keras",
+    ):
         if required not in names:
             fail(f"{wheel.name} lacks {required}")
     stray = sorted(n for n in names if n.startswith(("tests/", "docs/", "benchmarks/")))
