@@ -63,11 +63,11 @@ MAX_FILE_BYTES: Final = 32 * 2**20
 #: The most pixels any frame or canvas of a picture may declare (a decompression bomb guard).
 MAX_PIXELS: Final = 100_000_000
 #: The most memory a decoder may need for one picture, estimated from its headers, in bytes.
-MAX_DECODE_BYTES: Final = 160 * 2**20
+MAX_DECODE_BYTES: Final = 128 * 2**20
 
 # Bounds on the header walks, so a file of tiny chunks or segments costs little time.
 _MAX_CHUNKS: Final = 4096
-_MAX_JPEG_SCANS: Final = 100
+_MAX_JPEG_SCANS: Final = 40
 _PNG_MAGIC: Final = b"\x89PNG\r\n\x1a\n"
 _PNG_DEPTHS: Final = {0: (1, 2, 4, 8, 16), 2: (8, 16), 3: (1, 2, 4, 8), 4: (8, 16), 6: (8, 16)}
 _BMP_HEADERS: Final = (40, 52, 56, 108, 124)
@@ -134,21 +134,20 @@ def read_picture_bytes(path: str | os.PathLike[str], *, max_bytes: int = MAX_FIL
             raise ImageError(
                 f"picture file too large (limit {max_bytes:,} bytes), got {info.st_size:,} bytes"
             )
-        # Read to the cap plus one byte: a file that grew since fstat is caught here.
-        chunks: list[bytes] = []
-        total = 0
-        while total <= max_bytes:
-            chunk = os.read(fd, min(1 << 20, max_bytes + 1 - total))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            total += len(chunk)
+        # One read returns a whole regular file on Linux: no second copy to join. Reading
+        # to the cap plus one byte catches a file that grew since fstat (or /proc files,
+        # whose size is 0).
+        chunks = [os.read(fd, min(info.st_size, max_bytes) + 1)]
+        total = len(chunks[0])
+        while chunks[-1] and total <= max_bytes:
+            chunks.append(os.read(fd, min(1 << 20, max_bytes + 1 - total)))
+            total += len(chunks[-1])
         if total > max_bytes:
             raise ImageError(
                 f"picture file too large (limit {max_bytes:,} bytes), got more than "
                 f"{max_bytes:,} bytes"
             )
-        return b"".join(chunks)
+        return chunks[0] if total == len(chunks[0]) else b"".join(chunks)
     finally:
         os.close(fd)
 
@@ -566,8 +565,9 @@ def _parse_gif(data: bytes, max_pixels: int, reduce_to: int | None) -> PictureHe
         raise _bad("GIF", "no image in it")
     width, height = frames[0]
     # TensorFlow's GIF decoder reads every frame into memory before returning the first:
-    # it is given the file cut after the first frame. Its canvas is the frame (TF 2.21)
-    # or the logical screen (older versions): count the larger.
+    # it is given the file cut after the first frame (a copy, counted). Its canvas is the
+    # frame (TF 2.21) or the logical screen (older versions): count the larger.
+    payload = data if len(frames) == 1 and first_end == len(data) - 1 else data[:first_end] + b";"
     canvas = max(width * height, screen_w * screen_h)
     return PictureHeader(
         format="GIF",
@@ -577,8 +577,8 @@ def _parse_gif(data: bytes, max_pixels: int, reduce_to: int | None) -> PictureHe
         sizes=((screen_w, screen_h), *frames),
         orientation=1,
         ratio=1,
-        decode_bytes=width * height + 3 * canvas,
-        payload=data[:first_end] + b";",
+        decode_bytes=width * height + 3 * canvas + (0 if payload is data else len(payload)),
+        payload=payload,
     )
 
 
@@ -623,6 +623,7 @@ def _parse_webp(data: bytes, max_pixels: int, reduce_to: int | None) -> PictureH
     sizes: list[tuple[int, int]] = []
     exif: bytes | None = None
     animated = False
+    bitstreams = {kind} | {sub for sub, _ in chunks}  # the ANMF frames' added below
     if kind == b"VP8 ":
         width, height, alpha = _vp8_size(body)
     elif kind == b"VP8L":
@@ -650,6 +651,7 @@ def _parse_webp(data: bytes, max_pixels: int, reduce_to: int | None) -> PictureH
                     sub, sub_size = struct.unpack_from("<4sI", body, inner)
                     payload = body[inner + 8 : inner + 8 + sub_size]
                     if sub in (b"VP8 ", b"VP8L"):
+                        bitstreams.add(sub)
                         fw, fh, _ = _vp8_size(payload) if sub == b"VP8 " else _vp8l_size(payload)
                         _check_size("WebP", fw, fh, max_pixels)
                         sizes.append((fw, fh))
@@ -663,9 +665,11 @@ def _parse_webp(data: bytes, max_pixels: int, reduce_to: int | None) -> PictureH
         raise _bad("WebP", f"invalid size {width}x{height}")
     _check_size("WebP", width, height, max_pixels)
     channels = 4 if alpha else 3
-    # The output, plus libwebp's own buffers: about a byte per pixel for a still image
-    # (measured), two RGBA canvases for an animation.
-    per_pixel = channels + (8 if animated else 1)
+    # The output plus libwebp's own buffers, measured: up to 4.6 bytes a pixel for a
+    # lossless bitstream (its ARGB rows), 2.5 for a lossy one (YUV planes and alpha),
+    # 9.4 for an animation (two RGBA canvases besides the frame).
+    lossless = b"VP8L" in bitstreams
+    per_pixel = channels + (10 if animated else 5 if lossless else 3)
     return PictureHeader(
         format="WebP",
         width=width,

@@ -143,15 +143,21 @@ def _working_gray(pixels: npt.NDArray[np.generic], full: float) -> npt.NDArray[n
     out_h, out_w = math.ceil(height / factor), math.ceil(width / factor)
     out = np.empty((out_h, out_w), np.float32)
     rows_per_band = factor * 32
+    # ... and of at most about a megapixel, so a very wide picture is bounded too.
+    cols_per_band = factor * max(1, 2**20 // (rows_per_band * factor))
     for start in range(0, height, rows_per_band):
-        gray = _to_gray(pixels[start : start + rows_per_band], full, background)
-        pad_h = -gray.shape[0] % factor
-        pad_w = -gray.shape[1] % factor
-        if pad_h or pad_w:
-            gray = np.pad(gray, ((0, pad_h), (0, pad_w)), mode="edge")
-        blocks = gray.reshape(gray.shape[0] // factor, factor, gray.shape[1] // factor, factor)
-        first = start // factor
-        out[first : first + blocks.shape[0]] = blocks.mean(axis=(1, 3))
+        for left in range(0, width, cols_per_band):
+            band = pixels[start : start + rows_per_band, left : left + cols_per_band]
+            gray = _to_gray(band, full, background)
+            pad_h = -gray.shape[0] % factor
+            pad_w = -gray.shape[1] % factor
+            if pad_h or pad_w:
+                gray = np.pad(gray, ((0, pad_h), (0, pad_w)), mode="edge")
+            blocks = gray.reshape(gray.shape[0] // factor, factor, gray.shape[1] // factor, factor)
+            top, first = start // factor, left // factor
+            out[top : top + blocks.shape[0], first : first + blocks.shape[2]] = blocks.mean(
+                axis=(1, 3)
+            )
     return out
 
 
