@@ -664,6 +664,17 @@ def _parse_webp(data: bytes, max_pixels: int, reduce_to: int | None) -> PictureH
     if width == 0 or height == 0:
         raise _bad("WebP", f"invalid size {width}x{height}")
     _check_size("WebP", width, height, max_pixels)
+    frames = any(kind == b"ANMF" for kind, _ in chunks)
+    if animated != frames:
+        raise _bad("WebP", "an animation flag without frames, or frames without the flag")
+    alpha = alpha or any(kind == b"ALPH" for kind, _ in chunks)
+    payload = data
+    if animated:
+        # TensorFlow 2.21 writes an animation's frames as RGBA whatever the header says:
+        # without the alpha flag that overflows its 3-channel output buffer (heap
+        # corruption, measured). A copy with the flag set decodes as RGBA, safely.
+        payload = data[:20] + bytes([data[20] | 0x10]) + data[21:]
+        alpha = True
     channels = 4 if alpha else 3
     # The output plus libwebp's own buffers, measured: up to 4.6 bytes a pixel for a
     # lossless bitstream (its ARGB rows), 2.5 for a lossy one (YUV planes and alpha),
@@ -678,8 +689,8 @@ def _parse_webp(data: bytes, max_pixels: int, reduce_to: int | None) -> PictureH
         sizes=((width, height), *sizes),
         orientation=_exif_orientation(exif),
         ratio=1,
-        decode_bytes=width * height * per_pixel,
-        payload=data,
+        decode_bytes=width * height * per_pixel + (len(payload) if animated else 0),
+        payload=payload,
     )
 
 
@@ -698,8 +709,8 @@ _PARSERS: Final = {
 def _exif_orientation(exif: bytes | None) -> int:
     """The Orientation tag (0x0112) of IFD0 of a TIFF-structured EXIF block; 1 if none.
 
-    Only IFD0 is read (no IFD links are followed, so cycles cannot loop), every offset
-    is checked to lie inside the block, and anything malformed counts as no tag.
+    Only IFD0 is read (no IFD links are followed, so cycles cannot loop), its entries
+    (at most 65,535) must lie inside the block, and anything malformed counts as no tag.
     """
     if not exif:
         return 1
@@ -714,7 +725,9 @@ def _exif_orientation(exif: bytes | None) -> int:
     try:
         (ifd,) = struct.unpack_from(order + "I", exif, 4)
         (count,) = struct.unpack_from(order + "H", exif, ifd)
-        for entry in range(ifd + 2, ifd + 2 + 12 * min(count, 1024), 12):
+        if ifd + 2 + 12 * count > len(exif):
+            return 1  # the entries must lie inside the block
+        for entry in range(ifd + 2, ifd + 2 + 12 * count, 12):
             tag, kind, number = struct.unpack_from(order + "HHI", exif, entry)
             if tag == 0x0112:
                 (value,) = struct.unpack_from(order + "H", exif, entry + 8)
