@@ -5,9 +5,10 @@
 Each hostile (or legitimately large) picture is built in a temporary directory by
 ``tests/_hostile_pictures.py`` -- the same files tests/test_picture_safety.py refuses --
 and given to ``lenet_mnist.prepare_image`` in a fresh Python process. The table shows
-the outcome, the wall time of the call and the peak RSS above the baseline taken after
-importing lenet_mnist and TensorFlow (``getrusage`` ``ru_maxrss``), against the issue's
-bound of 2 s and 256 MiB.
+the outcome, the wall and CPU time of the call and its peak RSS (``VmHWM``, reset just
+before the call) above the RSS after importing lenet_mnist and TensorFlow, against the
+issue's bound of 2 s and 256 MiB. Wall times depend on what else the machine runs; CPU
+times much less.
 """
 
 from __future__ import annotations
@@ -31,24 +32,33 @@ def main() -> int:
             rows.append((name, expected, result))
             print(
                 f"{name:40s} {result['outcome']:18s} {result['seconds']:6.2f} s "
+                f"{result['cpu_seconds']:6.2f} s cpu "
                 f"{result['peak_mib']:7.1f} MiB",
                 file=sys.stderr,
             )
-    print("| attack class | expected | outcome | time (s) | peak RSS above baseline (MiB) |")
-    print("| --- | --- | --- | ---: | ---: |")
+    print(
+        "| attack class | expected | outcome | wall time (s) | CPU time (s) "
+        "| peak RSS above baseline (MiB) |"
+    )
+    print("| --- | --- | --- | ---: | ---: | ---: |")
     worst_time = worst_mib = 0.0
     failures = 0
     for name, expected, result in rows:
         ok = result["outcome"] == expected
         failures += not ok
-        worst_time = max(worst_time, result["seconds"])
+        # As the tests do: wall time for refusals, CPU time for pictures read.
+        spent = result["cpu_seconds"] if expected == "ok" else result["seconds"]
+        worst_time = max(worst_time, spent)
         worst_mib = max(worst_mib, result["peak_mib"])
         outcome = result["outcome"] if ok else f"**{result['outcome']}**"
         print(
             f"| {name} | {expected} | {outcome} | {result['seconds']:.2f} | "
-            f"{result['peak_mib']:.0f} |"
+            f"{result['cpu_seconds']:.2f} | {result['peak_mib']:.0f} |"
         )
-    print(f"\nworst: {worst_time:.2f} s, {worst_mib:.0f} MiB; unexpected outcomes: {failures}")
+    print(
+        f"\nworst (wall for refusals, CPU for reads): {worst_time:.2f} s, {worst_mib:.0f} MiB; "
+        f"unexpected outcomes: {failures}"
+    )
     return 1 if failures or worst_time > 2 or worst_mib > 256 else 0
 
 

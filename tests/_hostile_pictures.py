@@ -6,7 +6,7 @@ fixture: every file is made from a few parameters.
 
 Run as a script, ``python tests/_hostile_pictures.py PATH`` calls
 ``lenet_mnist.prepare_image(PATH)`` once in this fresh process and prints one JSON line:
-the outcome, the wall time of the call and its peak RSS (``VmHWM``, reset just before the
+the outcome, the wall and CPU time of the call and its peak RSS (``VmHWM``, reset just before the
 call) above the RSS after importing lenet_mnist and TensorFlow.
 """
 
@@ -619,7 +619,7 @@ def _child(target: str) -> None:
     # read afterwards is the peak of this call, not of the imports before it.
     Path("/proc/self/clear_refs").write_text("5")
     baseline = _status_kib("VmRSS")
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     try:
         lm.prepare_image(target)
     except Exception as error:  # the outcome is reported, whatever it is
@@ -627,6 +627,7 @@ def _child(target: str) -> None:
     else:
         outcome, message = "ok", ""
     seconds = time.perf_counter() - started
+    cpu_seconds = time.process_time() - cpu_started
     peak = _status_kib("VmHWM")
     print(
         json.dumps(
@@ -634,6 +635,7 @@ def _child(target: str) -> None:
                 "outcome": outcome,
                 "message": message,
                 "seconds": seconds,
+                "cpu_seconds": cpu_seconds,
                 "peak_mib": (peak - baseline) / 1024,
             }
         )

@@ -71,8 +71,9 @@ _MAX_JPEG_SCANS: Final = 40
 _PNG_MAGIC: Final = b"\x89PNG\r\n\x1a\n"
 _PNG_DEPTHS: Final = {0: (1, 2, 4, 8, 16), 2: (8, 16), 3: (1, 2, 4, 8), 4: (8, 16), 6: (8, 16)}
 _BMP_HEADERS: Final = (40, 52, 56, 108, 124)
-_JPEG_SOF: Final = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB})
-_JPEG_SOF_ALL: Final = _JPEG_SOF | {0xCD, 0xCE, 0xCF}
+_JPEG_SOF: Final = frozenset(
+    {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+)
 _JPEG_PROGRESSIVE: Final = frozenset({0xC2, 0xC6, 0xCA, 0xCE})
 # The next marker after entropy-coded data: 0xFF followed by neither a stuffed zero, a
 # restart marker nor another fill byte (a run of fill bytes matches at its last one).
@@ -317,6 +318,7 @@ def parse_header(
     Raises:
         ImageError: Not one of the five formats, truncated or malformed headers, a frame
             over ``max_pixels`` or a decoder needing more than ``max_decode_bytes``.
+        TypeError, ValueError: ``data`` is not bytes, or a limit is not an int >= 1.
 
     Example:
         >>> import struct, zlib
@@ -328,6 +330,14 @@ def parse_header(
         ...
         lenet_mnist.errors.ImageError: PNG picture too large to decode (limit 100,000,000 pixels per frame), got 100000x100000
     """
+    from lenet_mnist._validation import check_positive_int
+
+    check_positive_int("max_pixels", max_pixels)
+    check_positive_int("max_decode_bytes", max_decode_bytes)
+    if reduce_to is not None:
+        check_positive_int("reduce_to", reduce_to)
+    if not isinstance(data, bytes):
+        raise TypeError(f"data must be bytes, got {type(data).__name__}")
     if not data:
         raise ImageError("not an image (empty), got 0 bytes")
     fmt = _sniff(data)
@@ -434,7 +444,7 @@ def _parse_jpeg(data: bytes, max_pixels: int, reduce_to: int | None) -> PictureH
         if length < 2 or pos + length > len(data):
             raise _bad("JPEG", f"truncated in the segment of marker 0x{marker:02X}")
         segment = data[pos + 2 : pos + length]
-        if marker in _JPEG_SOF_ALL:
+        if marker in _JPEG_SOF:
             _, height, width, count = struct.unpack_from(">BHHB", segment)
             if height == 0 or width == 0:
                 raise _bad("JPEG", f"frame size {width}x{height} (a DNL height is not supported)")
