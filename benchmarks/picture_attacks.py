@@ -8,7 +8,8 @@ and given to ``lenet_mnist.prepare_image`` in a fresh Python process. The table 
 the outcome, the wall and CPU time of the call and its peak RSS (``VmHWM``, reset just
 before the call) above the RSS after importing lenet_mnist and TensorFlow, against the
 issue's bound of 2 s and 256 MiB. Wall times depend on what else the machine runs; CPU
-times much less.
+times (all threads) much less, so the bound is checked on CPU time. Exit status 1 when
+an outcome is not the expected one or a bound is exceeded.
 """
 
 from __future__ import annotations
@@ -46,9 +47,7 @@ def main() -> int:
     for name, expected, result in rows:
         ok = result["outcome"] == expected
         failures += not ok
-        # As the tests do: wall time for refusals, CPU time for pictures read.
-        spent = result["cpu_seconds"] if expected == "ok" else result["seconds"]
-        worst_time = max(worst_time, spent)
+        worst_time = max(worst_time, result["cpu_seconds"])
         worst_mib = max(worst_mib, result["peak_mib"])
         outcome = result["outcome"] if ok else f"**{result['outcome']}**"
         print(
@@ -56,7 +55,7 @@ def main() -> int:
             f"{result['cpu_seconds']:.2f} | {result['peak_mib']:.0f} |"
         )
     print(
-        f"\nworst (wall for refusals, CPU for reads): {worst_time:.2f} s, {worst_mib:.0f} MiB; "
+        f"\nworst: {worst_time:.2f} s of CPU time, {worst_mib:.0f} MiB; "
         f"unexpected outcomes: {failures}"
     )
     return 1 if failures or worst_time > 2 or worst_mib > 256 else 0

@@ -91,10 +91,10 @@ def test_attack_class_costs_at_most_2_s_and_256_mib(
     assert result["outcome"] == expected, result
     assert re.search(match, result["message"]), result
     _no_tensorflow_noise(result["message"])
-    # Refusals take milliseconds: wall time. Pictures read take up to about a second
-    # of work, which the shared machine may stretch: CPU time (all threads).
-    spent = result["cpu_seconds"] if expected == "ok" else result["seconds"]
-    assert spent < LIMIT_SECONDS, result
+    # The work done, in CPU time of all threads: a shared machine stretches wall time
+    # (a call blocked on something would show as wall time far above it: bounded too).
+    assert result["cpu_seconds"] < LIMIT_SECONDS, result
+    assert result["seconds"] < 10 * LIMIT_SECONDS, result
     assert result["peak_mib"] < LIMIT_MIB, result
 
 
