@@ -223,7 +223,7 @@ def test_bad_arrays(image: object, message: str) -> None:
 
 def test_bad_files(tmp_path: Path) -> None:
     with pytest.raises(
-        ImageError, match=r"not a readable PNG, JPEG, BMP or GIF image.*got 20 bytes"
+        ImageError, match=r"not a readable picture .*PNG, JPEG, BMP, GIF or WebP.*got 20 bytes"
     ):
         prepare_image(b"this is not an image")
     with pytest.raises(ImageError, match="not an image \\(empty\\), got 0 bytes"):

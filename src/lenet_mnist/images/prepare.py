@@ -6,7 +6,10 @@ falls on pixel (14, 14). A photo of a digit is dark ink on light, unevenly lit, 
 paper, anywhere in a frame of any size. :func:`prepare_image` bridges the two with
 numpy and TensorFlow's own image ops only:
 
-1. decode (PNG, JPEG, BMP, GIF; huge JPEGs are decoded at a reduced scale), composite
+1. read and decode the file safely (PNG, JPEG, BMP, GIF or WebP, told by their magic
+   bytes; sizes and memory checked from the headers before decoding; huge JPEGs
+   decoded at a reduced scale; EXIF orientation applied: see
+   :mod:`lenet_mnist.images.decode`), composite
    transparency onto a background that contrasts with the ink, convert to grayscale and
    reduce so the longer side is at most 1024 pixels, in bands, so memory stays bounded;
 2. decide the polarity from the tails of the histogram (the paper is the bulk of the
@@ -26,8 +29,6 @@ from __future__ import annotations
 
 import math
 import os
-import struct
-from pathlib import Path
 from typing import Final, TypeAlias
 
 import numpy as np
@@ -35,6 +36,8 @@ import numpy.typing as npt
 
 from lenet_mnist._util.image_array import as_picture
 from lenet_mnist.errors import ImageError
+from lenet_mnist.images.decode import MAX_PIXELS as MAX_PIXELS  # the one pixel budget
+from lenet_mnist.images.decode import decode_picture, read_picture_bytes
 
 __all__ = ["CENTRE", "MAX_PIXELS", "WORKING_SIZE", "ImageInput", "prepare_image"]
 
@@ -43,8 +46,6 @@ ImageInput: TypeAlias = "str | os.PathLike[str] | bytes | bytearray | memoryview
 
 #: The longer side of the working image; larger inputs are reduced first.
 WORKING_SIZE: Final = 1024
-#: Decoding refuses images with more pixels than this (a decompression bomb guard).
-MAX_PIXELS: Final = 100_000_000
 #: MNIST's centre of mass, in pixel indices (measured: 13.996, 14.007 over its training set).
 CENTRE: Final = 14.0
 _BOX: Final = 20
@@ -58,63 +59,12 @@ _LUMA: Final = np.array([0.299, 0.587, 0.114], np.float32)
 # --------------------------------------------------------------------------- decoding
 
 
-def _image_size(data: bytes) -> tuple[int, int] | None:
-    """(height, width) from a PNG, GIF or BMP header, or None for other formats."""
-    if data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) >= 24:
-        width, height = struct.unpack(">II", data[16:24])
-        return height, width
-    if data[:6] in (b"GIF87a", b"GIF89a") and len(data) >= 10:
-        width, height = struct.unpack("<HH", data[6:10])
-        return height, width
-    if data.startswith(b"BM") and len(data) >= 26:
-        width, height = struct.unpack("<ii", data[18:26])
-        return abs(height), abs(width)
-    return None
-
-
 def _decode(data: bytes) -> npt.NDArray[np.uint8]:
-    import tensorflow as tf
-
-    if not data:
-        raise ImageError("not an image (empty), got 0 bytes")
-    ratio = 1
-    try:
-        if data.startswith(b"\xff\xd8"):
-            height, width = (int(v) for v in tf.io.extract_jpeg_shape(data)[:2].numpy())
-            # libjpeg scales by 1/2, 1/4 or 1/8 while decoding: far less memory and time.
-            while ratio < 8 and max(height, width) // (ratio * 2) >= WORKING_SIZE:
-                ratio *= 2
-        else:
-            size = _image_size(data)
-            height, width = size if size is not None else (0, 0)
-        if height * width > MAX_PIXELS:
-            raise ImageError(
-                f"image too large to decode (limit {MAX_PIXELS:,} pixels), got {width}x{height}"
-            )
-        if ratio > 1:
-            tensor = tf.io.decode_jpeg(data, ratio=ratio)
-        else:
-            tensor = tf.io.decode_image(data, expand_animations=False, dtype=tf.uint8)
-    except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as error:
-        message = (error.message or type(error).__name__).splitlines()[0]
-        raise ImageError(
-            f"not a readable PNG, JPEG, BMP or GIF image ({message}), "
-            f"got {len(data):,} bytes starting {data[:8]!r}"
-        ) from None
-    pixels = np.asarray(tensor.numpy())
-    if pixels.shape[-1] == 2:
-        # Gray + alpha PNGs: as RGBA, so transparency is composited like any other.
-        pixels = pixels[..., [0, 0, 0, 1]]
-    return pixels
+    return decode_picture(data, reduce_to=WORKING_SIZE)
 
 
 def _read(image: str | os.PathLike[str]) -> npt.NDArray[np.uint8]:
-    path = Path(image)
-    if not path.exists():
-        raise FileNotFoundError(f"image file not found: {os.fspath(image)}")
-    if path.is_dir():
-        raise IsADirectoryError(f"expected an image file, got a directory: {os.fspath(image)}")
-    return _decode(path.read_bytes())
+    return decode_picture(read_picture_bytes(image), reduce_to=WORKING_SIZE)
 
 
 # ----------------------------------------------------------------- pixels to grayscale
@@ -157,15 +107,21 @@ def _working_gray(pixels: npt.NDArray[np.generic], full: float) -> npt.NDArray[n
     out_h, out_w = math.ceil(height / factor), math.ceil(width / factor)
     out = np.empty((out_h, out_w), np.float32)
     rows_per_band = factor * 32
+    # ... and of at most about a megapixel, so a very wide picture is bounded too.
+    cols_per_band = factor * max(1, 2**20 // (rows_per_band * factor))
     for start in range(0, height, rows_per_band):
-        gray = _to_gray(pixels[start : start + rows_per_band], full, background)
-        pad_h = -gray.shape[0] % factor
-        pad_w = -gray.shape[1] % factor
-        if pad_h or pad_w:
-            gray = np.pad(gray, ((0, pad_h), (0, pad_w)), mode="edge")
-        blocks = gray.reshape(gray.shape[0] // factor, factor, gray.shape[1] // factor, factor)
-        first = start // factor
-        out[first : first + blocks.shape[0]] = blocks.mean(axis=(1, 3))
+        for left in range(0, width, cols_per_band):
+            band = pixels[start : start + rows_per_band, left : left + cols_per_band]
+            gray = _to_gray(band, full, background)
+            pad_h = -gray.shape[0] % factor
+            pad_w = -gray.shape[1] % factor
+            if pad_h or pad_w:
+                gray = np.pad(gray, ((0, pad_h), (0, pad_w)), mode="edge")
+            blocks = gray.reshape(gray.shape[0] // factor, factor, gray.shape[1] // factor, factor)
+            top, first = start // factor, left // factor
+            out[top : top + blocks.shape[0], first : first + blocks.shape[2]] = blocks.mean(
+                axis=(1, 3)
+            )
     return out
 
 
@@ -445,8 +401,9 @@ def prepare_image(image: ImageInput) -> npt.NDArray[np.float32]:
     Args:
         image: One of
 
-            * a path (``str`` or ``os.PathLike``) to a PNG, JPEG, BMP or GIF file (the
-              first frame of an animated GIF);
+            * a path (``str`` or ``os.PathLike``) to a PNG, JPEG, BMP, GIF or WebP
+              file (at most 32 MiB, a regular file: not a device or FIFO; the first
+              frame of an animation), turned upright by its EXIF orientation;
             * the bytes of such a file (``bytes``, ``bytearray``, ``memoryview``);
             * pixels: an array (or anything ``numpy.asarray`` accepts) of shape
               ``(H, W)``, ``(H, W, 1)`` (grayscale), ``(H, W, 3)`` (RGB) or
@@ -462,8 +419,9 @@ def prepare_image(image: ImageInput) -> npt.NDArray[np.float32]:
     Raises:
         FileNotFoundError: A path that does not exist.
         IsADirectoryError: A path that is a directory.
-        ImageError: (a ``ValueError``) bytes or a file that are not a readable image,
-            an image too large to decode (over 100 megapixels), a wrong dtype or shape,
+        ImageError: (a ``ValueError``) bytes or a file that are not a readable image
+            (or not a regular file, or over 32 MiB), an image too large to decode (a
+            frame over 100 megapixels, or a decoder needing over 160 MiB), a wrong dtype or shape,
             NaN or infinite pixels, values outside 0..255 or [0, 1], or an image with no
             ink (blank, or marks too faint to tell from the paper's noise).
 
