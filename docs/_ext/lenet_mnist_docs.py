@@ -31,6 +31,7 @@ import pkgutil
 import re
 import types
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 from docutils import nodes
@@ -224,6 +225,22 @@ def _summary(title: str, names: list[str], option: str) -> list[str]:
     return [*lines, "", *(f"   {name}" for name in names), ""]
 
 
+def _remove_stale_pages(app: Sphinx) -> None:
+    """Delete generated pages of names the package no longer has.
+
+    Autosummary rewrites the pages of ``generated/`` but never removes one, and a page
+    left over from a renamed function would fail the build (in no toctree). Runs before
+    autosummary, so the current pages keep their times and incremental builds stay so.
+    """
+    generated = Path(app.srcdir) / "generated"
+    if not generated.is_dir():
+        return
+    current = {f"lenet_mnist.{name}" for name in _exported()} | set(_public_modules())
+    for page in generated.glob("*.rst"):
+        if page.stem not in current:
+            page.unlink()
+
+
 def _check_api_complete(app: Sphinx, env: Any) -> None:
     """Fail the build when a name of ``lenet_mnist.__all__`` or a module has no page."""
     domain = env.get_domain("py")
@@ -259,11 +276,16 @@ def _subcommands(parser: argparse.ArgumentParser) -> Iterator[tuple[str, str, An
                 yield name, helps.get(name, ""), subparser
 
 
+# An option named in a help text (``--recipe``): shown as code, so that the docs'
+# smart quotes do not turn its ``--`` into a dash.
+_OPTION_IN_TEXT = re.compile(r"(?<![\w`-])(--?[a-z][\w-]*)")
+
+
 def _help_text(action: argparse.Action) -> str:
     text = action.help or ""
-    if "%(" in text:
+    if "%" in text:  # argparse formats every help text: %(default)s, and %% for %
         text = text % {**vars(action), "default": action.default}
-    return text
+    return _OPTION_IN_TEXT.sub(r"``\1``", text)
 
 
 def _option_lines(program: str, parser: argparse.ArgumentParser) -> list[str]:
@@ -438,6 +460,11 @@ def _attribute_doc(
     docs = ModuleAnalyzer.for_module(module_name).find_attr_docs().get(("", attr))
     if docs:
         lines[:] = [*docs, ""]
+    elif attr == "__version__":
+        # No ``#:`` comment there: the version module's docstring says what it is, not
+        # the docstring of ``str`` that autodoc would show instead.
+        doc = importlib.import_module(module_name).__doc__ or ""
+        lines[:] = [*inspect.cleandoc(doc).splitlines(), ""]
 
 
 # A colon outside ``code`` and :role:`targets`, and what stands in for it meanwhile.
@@ -488,6 +515,7 @@ def setup(app: Sphinx) -> dict[str, Any]:
     app.connect("missing-reference", _resolve)
     app.connect("autodoc-process-bases", _public_bases)
     app.connect("autodoc-process-docstring", _attribute_doc, priority=300)
+    app.connect("builder-inited", _remove_stale_pages, priority=400)
     app.connect("env-check-consistency", _check_api_complete)
     app.connect("doctree-read", _link_unparsed_types)
     app.connect("autodoc-process-docstring", _hide_summary_colons, priority=400)
