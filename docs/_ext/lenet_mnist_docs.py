@@ -30,6 +30,7 @@ import os
 import pkgutil
 import re
 import types
+import zlib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -137,10 +138,13 @@ def _list_table(header: list[str], rows: list[list[str]], css: str = "") -> list
 
 
 def _value_table(fullname: str, value: object) -> list[str]:
-    """A readable table of a mapping of records (recipes, datasets), or ``[]``."""
+    """A readable table of a mapping of names to descriptions or to records, or ``[]``."""
     if not isinstance(value, Mapping) or not value:
         return []
     records = list(value.values())
+    if all(isinstance(key, str) and isinstance(r, str) for key, r in value.items()):
+        rows = [[f"``{key!r}``", text] for key, text in value.items()]
+        return ["", *_list_table(["Name", "Description"], rows, "lenet-records")]
     if not all(dataclasses.is_dataclass(r) and not isinstance(r, type) for r in records):
         return []
     if fullname.endswith(".DATASETS"):
@@ -521,4 +525,10 @@ def setup(app: Sphinx) -> dict[str, Any]:
     app.connect("autodoc-process-docstring", _hide_summary_colons, priority=400)
     app.connect("autodoc-process-docstring", _restore_summary_colons, priority=600)
     app.connect("autodoc-skip-member", _skip_namedtuple_fields)
-    return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
+    return {
+        "version": "1",
+        # A changed extension re-reads every page (the pages it writes are generated).
+        "env_version": zlib.crc32(Path(__file__).read_bytes()),
+        "parallel_read_safe": True,
+        "parallel_write_safe": True,
+    }
