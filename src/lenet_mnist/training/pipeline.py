@@ -84,7 +84,7 @@ def make_dataset(
     drop_remainder: bool = False,
     max_shift: int = 0,
 ) -> tuple[tf.data.Dataset, int]:
-    """The batches of epochs ``initial_epoch .. epochs - 1``, for ``model.fit``.
+    """The batches of epochs ``initial_epoch`` to ``epochs - 1``, for ``model.fit``.
 
     Args:
         images: ``(N, 28, 28, 1)`` float32 in [0, 1] (checked by the caller).
