@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import struct
 from pathlib import Path
 from typing import Final, TypeAlias
@@ -97,6 +98,11 @@ def _decode(data: bytes) -> npt.NDArray[np.uint8]:
             tensor = tf.io.decode_image(data, expand_animations=False, dtype=tf.uint8)
     except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as error:
         message = (error.message or type(error).__name__).splitlines()[0]
+        # TensorFlow's wording is for its developers: "{{function_node
+        # __wrapped__DecodeImage...}} Unknown image file format. One of ... [Op:DecodeImage]".
+        message = re.sub(r"\{\{function_node [^}]*\}\}\s*|\s*\[Op:\w+\]", "", message)
+        if message.startswith("Unknown image file format"):
+            message = "unknown file format"
         raise ImageError(
             f"not a readable PNG, JPEG, BMP or GIF image ({message}), "
             f"got {len(data):,} bytes starting {data[:8]!r}"
