@@ -23,8 +23,8 @@ def quiet_tensorflow() -> None:
     """Hide TensorFlow's start-up log lines for this command, unless the user asked for logs."""
     # TensorFlow's C++ start-up chatter (oneDNN notes, CUDA probing on CPU-only machines)
     # is noise on a command line whose errors are one line. A user who wants it sets
-    # TF_CPP_MIN_LOG_LEVEL themselves, and then nothing is hidden.
-    if "TF_CPP_MIN_LOG_LEVEL" in os.environ or "tensorflow" in sys.modules:
+    # TF_CPP_MIN_LOG_LEVEL below 3 themselves, and then nothing is hidden.
+    if os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3") != "3" or "tensorflow" in sys.modules:
         return
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
     # TensorFlow 2.20+ logs through absl before absl's logging is initialised, which
@@ -180,6 +180,15 @@ def _cmd_predict(args: argparse.Namespace, out: TextIO) -> int:
     from lenet_mnist.images.strip import save_image_strip
     from lenet_mnist.inference import predict_digits
 
+    records: list[dict[str, object]] = []
+    # The pictures first: a file that is not one fails before the model is loaded.
+    if args.files:
+        images = images_to_batch(list(args.files))
+        records = [{"file": name} for name in args.files]
+    else:
+        data = _load_data(args)
+        images = images_to_batch(data.test_images[args.index])
+        records = [{"index": i, "label": int(data.test_labels[i])} for i in args.index]
     if args.model is None:
         from lenet_mnist.models.pretrained import pretrained
 
@@ -188,14 +197,6 @@ def _cmd_predict(args: argparse.Namespace, out: TextIO) -> int:
         from lenet_mnist.models.saving import load_model
 
         model = load_model(args.model)
-    records: list[dict[str, object]] = []
-    if args.files:
-        images = images_to_batch(list(args.files))
-        records = [{"file": name} for name in args.files]
-    else:
-        data = _load_data(args)
-        images = images_to_batch(data.test_images[args.index])
-        records = [{"index": i, "label": int(data.test_labels[i])} for i in args.index]
     result = predict_digits(model, images)
     for record, probs in zip(records, result.probabilities, strict=True):
         first, second = (int(k) for k in probs.argsort()[::-1][:2])
