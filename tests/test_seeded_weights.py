@@ -97,7 +97,9 @@ def test_a_deterministic_run_refuses_an_unseeded_model_before_any_work() -> None
 
 
 def test_a_model_of_unknown_origin_is_warned_about() -> None:
-    model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(10)])
+    model = keras.Sequential(
+        [keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(10)]
+    )
     with pytest.warns(UserWarning, match="whether its initial weights were seeded is unknown"):
         check_seeded_model(model)
     check_seeded_model(lm.build_lenet(seed=1))  # no warning (warnings are errors)

@@ -48,7 +48,9 @@ def test_the_suffix_picks_the_format(tmp_path: Path, suffix: str, magic: bytes) 
 
 def test_one_suffix_rule_refused_up_front(tmp_path: Path) -> None:
     assert set(STRIP_FORMATS) == {".png", ".jpg", ".jpeg"}
-    with pytest.raises(ValueError, match=r"image strips must end in one of .jpeg, .jpg, .png, got 's.gif'"):
+    with pytest.raises(
+        ValueError, match=r"image strips must end in one of .jpeg, .jpg, .png, got 's.gif'"
+    ):
         check_strip_path("s.gif")
     with pytest.raises(ValueError, match="got 's.pdf'"):
         save_image_strip(np.zeros((1, 28, 28)), "s.pdf")

@@ -41,7 +41,15 @@ def test_mypy_catches_unknown_names(tmp_path: Path) -> None:
     if shutil.which("git"):
         env["PATH"] += ":/usr/bin:/bin"
     result = subprocess.run(
-        [sys.executable, "-m", "mypy", "--config-file", "mypy.ini", "--no-incremental", "snippet.py"],
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--config-file",
+            "mypy.ini",
+            "--no-incremental",
+            "snippet.py",
+        ],
         cwd=tmp_path,
         capture_output=True,
         text=True,
