@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -88,15 +89,17 @@ def check_wheel(wheel: Path) -> None:
 
 def tracked_files(*directories: str) -> set[str]:
     """The files git tracks under ``directories`` (else every file there, minus build junk)."""
-    result = subprocess.run(
-        ["git", "ls-files", "--", *directories],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode == 0 and result.stdout.strip():
-        return {line for line in result.stdout.splitlines() if not line.endswith(".keras")}
+    git = shutil.which("git")
+    if git is not None:
+        result = subprocess.run(
+            [git, "ls-files", "--", *directories],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode == 0 and result.stdout.strip():
+            return {line for line in result.stdout.splitlines() if not line.endswith(".keras")}
     return {
         path.relative_to(ROOT).as_posix()
         for directory in directories

@@ -52,7 +52,7 @@ def test_one_suffix_rule_refused_up_front(tmp_path: Path) -> None:
         ValueError, match=r"image strips must end in one of .jpeg, .jpg, .png, got 's.gif'"
     ):
         check_strip_path("s.gif")
-    with pytest.raises(ValueError, match="got 's.pdf'"):
+    with pytest.raises(ValueError, match=r"got 's\.pdf'"):
         save_image_strip(np.zeros((1, 28, 28)), "s.pdf")
     assert not Path("s.pdf").exists()
 
