@@ -219,3 +219,23 @@ def test_ctrl_c_ends_the_progress_bar_line_first(tmp_path: Path) -> None:
     text = seen.decode(errors="replace")
     assert "\nlenet-mnist: interrupted" in text.replace("\r\n", "\n"), text[-300:]
     assert not (tmp_path / "lenet.keras").exists()
+
+
+@pytest.mark.slow  # an int8 conversion in a child process
+def test_int8_export_prints_one_line_and_no_converter_chatter(tmp_path: Path) -> None:
+    data = os.environ.get("LENET_MNIST_DATA")
+    if not data:
+        pytest.skip("needs LENET_MNIST_DATA (calibration images)")
+    model = lm_save_seed_model(tmp_path / "m.keras")
+    argv = ["export", str(model), "--format", "tflite", "--int8", "--output", "m.tflite"]
+    argv += ["--calibration-images", "50", "--data-dir", data]
+    result, _ = _run(argv, tmp_path, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["tflite (int8) model written to m.tflite"]
+    assert "fully_quantize" not in result.stdout + result.stderr
+    assert result.stderr == ""
+    assert (tmp_path / "m.tflite").stat().st_size > 0
+
+
+def lm_save_seed_model(path: Path) -> Path:
+    return lenet_mnist.save_model(lenet_mnist.build_lenet("seed", seed=0), path)
