@@ -11,6 +11,8 @@ Usage: python scripts/check_package.py [--keep DIR]
 from __future__ import annotations
 
 import argparse
+import re
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -20,6 +22,8 @@ import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# Directories of the source tree the sdist must hold completely.
+SDIST_TREES = ("tests", "docs", "scripts", "benchmarks")
 
 # Run inside the fresh venv, from an empty directory, so nothing comes from the tree.
 IMPORT_CHECK = """
@@ -68,16 +72,55 @@ def check_wheel(wheel: Path) -> None:
         fail(f"{wheel.name} ships files that are not the package: {stray[:5]}")
     metadata = next(n for n in names if n.endswith(".dist-info/METADATA"))
     text = zipfile.ZipFile(wheel).read(metadata).decode()
-    for field in ("Summary:", "Requires-Python:", "License-Expression:", "Project-URL:"):
+    for field in ("Summary:", "Requires-Python:", "License-Expression:"):
         if field not in text:
             fail(f"{wheel.name} metadata has no {field}")
+    # A package index shows the README without the files next to it: a relative image or
+    # link there is broken. Only absolute http(s) URLs and in-page anchors may appear.
+    relative = re.findall(r"\]\((?!https?://|#)([^)\s]+)\)", text)
+    if relative:
+        fail(f"{wheel.name} long description has relative links or images: {relative[:5]}")
+    urls = [line for line in text.splitlines() if line.startswith(("Project-URL:", "Home-page:"))]
+    if urls:
+        # There is no public repository or site: list only URLs that exist.
+        fail(f"{wheel.name} metadata lists URLs that do not exist: {urls}")
     print(f"wheel ok: {wheel.name} ({len(names)} files, py.typed included)")
+
+
+def tracked_files(*directories: str) -> set[str]:
+    """The files git tracks under ``directories`` (else every file there, minus build junk)."""
+    git = shutil.which("git")
+    if git is not None:
+        result = subprocess.run(
+            [git, "ls-files", "--", *directories],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode == 0 and result.stdout.strip():
+            return {line for line in result.stdout.splitlines() if not line.endswith(".keras")}
+    return {
+        path.relative_to(ROOT).as_posix()
+        for directory in directories
+        for path in (ROOT / directory).rglob("*")
+        if path.is_file()
+        and not {"__pycache__", "_build", ".hypothesis"} & set(path.parts)
+        and path.suffix not in {".pyc", ".keras"}
+    }
 
 
 def check_sdist(sdist: Path) -> None:
     with tarfile.open(sdist) as archive:
         names = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
     for required in ("pyproject.toml", "README.md", "LICENSE", "src/lenet_mnist/py.typed"):
+        if required not in names:
+            fail(f"{sdist.name} lacks {required}")
+    # Packagers build and test from the sdist; the README's test command needs these.
+    missing = sorted(tracked_files(*SDIST_TREES) - names)
+    if missing:
+        fail(f"{sdist.name} lacks files of {', '.join(SDIST_TREES)}: {missing[:5]}")
+    for required in ("tox.ini", "scripts/test.sh", "CHANGELOG.md"):
         if required not in names:
             fail(f"{sdist.name} lacks {required}")
     print(f"sdist ok: {sdist.name} ({len(names)} entries)")

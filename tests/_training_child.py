@@ -2,7 +2,8 @@
 
 Usage: ``python _training_child.py SPEC_JSON``. The spec's keys: ``out`` (directory for
 ``weights.npz`` and ``history.json``), ``epochs``, ``seed``, ``deterministic``,
-``checkpoint_dir`` (or null), ``n_train``, ``variant``, and ``stall`` (or null): where
+``checkpoint_dir`` (or null), ``n_train``, ``variant``, ``model_seed`` (the initial
+weights' seed; default ``seed``, null for unseeded), and ``stall`` (or null): where
 to stop and wait to be killed, after printing ``STALL`` on stdout:
 
 * ``["batch", E, B]``: after batch B of epoch E (both 0-based);
@@ -89,7 +90,9 @@ def main() -> None:
     checkpoint.EpochCheckpoint._prune = slow_prune
 
     data = make_tiny_data(spec["n_train"], 64, seed=1)
-    model = compile_model(build_lenet(spec.get("variant", "seed"), seed=spec["seed"]))
+    # "model_seed": the seed of the initial weights (default the run's; null: unseeded).
+    model_seed = spec.get("model_seed", spec["seed"])
+    model = compile_model(build_lenet(spec.get("variant", "seed"), seed=model_seed))
     history = train(
         model,
         data,

@@ -316,7 +316,8 @@ def test_cli_train_resumes_from_checkpoint_dir(
 
     assert main(["train", "--data-dir", str(data_dir), "--deterministic", "--quiet"]) == 1
     assert capsys.readouterr().err.splitlines() == [
-        "lenet-mnist: error: a deterministic run needs a seed: pass seed=S (command line: --seed S), got no seed"
+        "lenet-mnist: error: --deterministic needs --seed S (the same seed then gives the same "
+        "model), got no --seed"
     ]
 
 

@@ -268,7 +268,7 @@ def test_bad_index(
     ]
     assert main(argv) == 1
     assert _error_line(capsys) == (
-        f"lenet-mnist: error: test image indices must be in 0..19, got [{int(index)}]"
+        f"lenet-mnist: error: --index: test image indices must be in 0..19, got [{int(index)}]"
     )
     assert capsys.readouterr().out == ""
 
@@ -278,13 +278,35 @@ def test_no_data_without_download(
 ) -> None:
     monkeypatch.delenv("LENET_MNIST_DATA", raising=False)
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LENET_MNIST_CACHE", str(tmp_path / "cache"))
+    assert main(["train", "--no-download", "--epochs", "1"]) == 1
+    line = _error_line(capsys)
+    assert line.startswith("lenet-mnist: error: mnist data not found, and downloading is off.")
+    assert f"cache: {cache_dir()}" in line
+    assert "download=False" not in line
+    assert not (tmp_path / "lenet.keras").exists()
+
+
+def test_an_explicit_data_dir_never_falls_back(
+    tiny_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Good data is found through the environment variable, but --data-dir names another place.
+    monkeypatch.setenv("LENET_MNIST_DATA", str(tiny_dir))
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert main(["train", "--data-dir", str(empty), "--no-download", "--epochs", "1"]) == 1
-    line = _error_line(capsys)
-    assert line.startswith("lenet-mnist: error: mnist data not found and download=False.")
-    assert f"data_dir: {empty}" in line
-    assert f"cache: {cache_dir()}" in line
+    (empty / "train-images-idx3-ubyte.gz").write_bytes(b"")
+    assert main(["train", "--data-dir", str(empty), "--epochs", "1"]) == 1
+    assert _error_line(capsys) == (
+        "lenet-mnist: error: the mnist data directory lacks train-labels-idx1-ubyte[.gz], "
+        f"t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz], got '{empty}'"
+    )
+    assert main(["train", "--data-dir", str(tmp_path / "nope"), "--epochs", "1"]) == 1
+    assert _error_line(capsys) == (
+        f"lenet-mnist: error: the mnist data directory does not exist, got '{tmp_path / 'nope'}'"
+    )
     assert not (tmp_path / "lenet.keras").exists()
 
 
@@ -295,14 +317,18 @@ def test_download_failure_is_one_line(
     monkeypatch.delenv("LENET_MNIST_DATA", raising=False)
     monkeypatch.chdir(tmp_path)
     assert main(["train", "--epochs", "1"]) == 1
-    assert "could not download a verified copy" in _error_line(capsys)
+    # One short line saying what fixes it, not every mirror's failure.
+    assert _error_line(capsys) == (
+        "lenet-mnist: error: could not download the mnist data (offline?): set "
+        "LENET_MNIST_DATA or --data-dir to a directory holding its four IDX files"
+    )
 
 
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
         (["--epochs", "0"], "epochs must be at least 1, got 0"),
-        (["--batch-size", "-4"], "batch_size must be at least 1, got -4"),
+        (["--batch-size", "-4"], "--batch-size must be at least 1, got -4"),
         (["--learning-rate", "0"], "learning_rate must be a finite positive number, got 0.0"),
     ],
 )

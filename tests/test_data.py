@@ -217,10 +217,23 @@ def test_search_order(
     bad.unlink()
     loaded = load_mnist(download=False, dataset="tiny")
     np.testing.assert_array_equal(loaded.test_labels, tiny["test_labels"])
-    # 4. ... and so is a data_dir that does not exist.
+    # 4. An explicit data_dir is the only place looked: one that does not exist, or
+    # lacks a file, is an error naming it, even with good data elsewhere (the cache).
     monkeypatch.delenv(tiny_spec.env_var)
-    loaded = load_mnist(tmp_path / "nowhere", download=False, dataset="tiny")
-    np.testing.assert_array_equal(loaded.train_images[..., 0] * 255, tiny["train_images"])
+    with pytest.raises(
+        DataNotFoundError, match=r"^the tiny data directory does not exist, got '.*nowhere'$"
+    ):
+        load_mnist(tmp_path / "nowhere", download=True, dataset="tiny")
+    (arg_dir / "t10k-images-idx3-ubyte.gz").unlink()
+    with pytest.raises(
+        DataNotFoundError,
+        match=r"^the tiny data directory lacks t10k-images-idx3-ubyte\[\.gz\], got '.*arg'$",
+    ):
+        load_mnist(arg_dir, download=True, dataset="tiny")
+    file = tmp_path / "a-file"
+    file.write_text("x")
+    with pytest.raises(DataNotFoundError, match=r"^the tiny data directory is not a directory"):
+        load_mnist(file, dataset="tiny")
 
 
 def test_plain_and_mixed_files(tiny_spec, tiny: dict[str, np.ndarray], tmp_path: Path) -> None:
@@ -245,16 +258,12 @@ def test_not_found_lists_every_place(tmp_path: Path, monkeypatch: pytest.MonkeyP
     env_dir.mkdir()
     monkeypatch.setenv("LENET_MNIST_DATA", str(env_dir))
     with pytest.raises(DataNotFoundError) as info:
-        load_mnist(tmp_path / "arg", download=False)
+        load_mnist(download=False)
     message = str(info.value)
-    assert "mnist data not found and download=False" in message
-    for place in (
-        f"data_dir: {tmp_path / 'arg'}",
-        f"LENET_MNIST_DATA: {env_dir}",
-        f"cache: {cache_dir()}",
-    ):
+    assert "mnist data not found, and downloading is off" in message
+    for place in (f"LENET_MNIST_DATA: {env_dir}", f"cache: {cache_dir()}"):
         assert place in message
-    assert message.index("data_dir:") < message.index("LENET_MNIST_DATA:") < message.index("cache:")
+    assert message.index("LENET_MNIST_DATA:") < message.index("cache:")
     for name in MNIST_SHA256:
         assert f"{name}[.gz]" in message
     assert isinstance(info.value, FileNotFoundError)
@@ -319,7 +328,7 @@ def test_shape_guard_on_a_mistaken_spec(
 def test_corrupt_cache_file_is_deleted(tiny_spec, tiny: dict[str, np.ndarray]) -> None:
     cache = write_dataset(cache_dir("tiny"), tiny)
     bad = _corrupt(cache, "t10k-images-idx3-ubyte.gz")
-    with pytest.raises(DataNotFoundError, match="download=False"):
+    with pytest.raises(DataNotFoundError, match="downloading is off"):
         load_mnist(download=False, dataset="tiny")
     assert not bad.exists()
     assert (cache / "train-images-idx3-ubyte.gz").exists()

@@ -283,4 +283,4 @@ def test_cli_export_saved_model_and_errors(tmp_path: Path, capsys) -> None:
         )
         == 1
     )
-    assert "only available for format 'tflite'" in capsys.readouterr().err
+    assert "--int8 is only for --format tflite, got --format saved_model" in capsys.readouterr().err

@@ -71,8 +71,9 @@ def data() -> MnistData:
 def test_samples_are_the_tutorials_picture(tmp_path: Path, data: MnistData) -> None:
     out = tmp_path / "samples.png"
     figure = plot_samples(data.train_images, data.train_labels, path=out)
-    assert tuple(figure.get_size_inches()) == (20.0, 10.0)
-    _png(out, 2000, 1000)
+    # The tutorial's 2-inch columns; rows just fit a 2-inch image and its caption.
+    assert tuple(figure.get_size_inches()) == pytest.approx((20.0, 4.9))
+    _png(out, 2000, 490)
     assert [ax.get_xlabel() for ax in figure.axes] == [str(v) for v in data.train_labels[:20]]
     for ax in figure.axes:
         assert ax.get_xticks().size == 0
@@ -94,8 +95,8 @@ def test_samples_mark_wrong_predictions_in_red(tmp_path: Path, data: MnistData) 
     figure = plot_samples(
         data.test_images[:12], labels, predictions=predicted, n=12, ncols=6, path=tmp_path / "p.png"
     )
-    assert tuple(figure.get_size_inches()) == (12.0, 10.0)
-    _png(tmp_path / "p.png", 1200, 1000)
+    assert tuple(figure.get_size_inches()) == pytest.approx((12.0, 4.9))
+    _png(tmp_path / "p.png", 1200, 490)
     for k, ax in enumerate(figure.axes):
         label = ax.xaxis.label
         if k in (3, 7):
@@ -126,7 +127,7 @@ def test_samples_take_digit_predictions_and_class_names(data: MnistData) -> None
 def test_samples_n_larger_than_the_images_shows_them_all(data: MnistData) -> None:
     figure = plot_samples(data.test_images[:3], data.test_labels[:3], n=20)
     assert len(figure.axes) == 3
-    assert tuple(figure.get_size_inches()) == (6.0, 5.0)
+    assert tuple(figure.get_size_inches()) == pytest.approx((6.0, 2.45))
 
 
 def test_samples_fill_an_uneven_last_row_with_empty_cells(data: MnistData) -> None:
@@ -134,14 +135,37 @@ def test_samples_fill_an_uneven_last_row_with_empty_cells(data: MnistData) -> No
     visible = [ax for ax in figure.axes if ax.axison]
     assert len(figure.axes) == 15
     assert len(visible) == 13
-    # Three rows share the tutorial's 10 inches rather than taking 5 each.
-    assert tuple(figure.get_size_inches()) == (10.0, 10.0)
+    assert tuple(figure.get_size_inches()) == pytest.approx((10.0, 3 * 2.45))
 
 
 def test_samples_many_rows_stay_compact() -> None:
     images = np.zeros((50, 28, 28), np.uint8)
-    figure = plot_samples(images, np.zeros(50, np.uint8), n=50)
-    assert tuple(figure.get_size_inches()) == pytest.approx((20.0, 13.0))
+    figure = plot_samples(images, np.zeros(50, np.uint8), n=50, title="fifty")
+    assert tuple(figure.get_size_inches()) == pytest.approx((20.0, 5 * 2.45 + 0.5))
+    assert figure.get_suptitle() == "fifty"
+
+
+def test_samples_have_little_blank_space_between_rows(tmp_path: Path) -> None:
+    # Issue 15: the tutorial's 5-inch rows left ~40% of the picture blank. Count the
+    # pixel rows that are entirely white: only the gaps between and around the rows.
+    images = np.full((20, 28, 28), 255, np.uint8)  # all ink: every image is a black square
+    plot_samples(images, np.zeros(20, np.uint8), path=tmp_path / "s.png")
+    rgb = _png(tmp_path / "s.png", 2000, 490)
+    blank_rows = (rgb.min(axis=(1, 2)) > 0.99).mean()
+    assert blank_rows < 0.25, blank_rows
+
+
+def test_samples_are_bounded() -> None:
+    images = np.zeros((201, 28, 28), np.uint8)
+    with pytest.raises(ValueError, match=r"n must be at most 200 \(20 rows of 10 images.*got 201"):
+        plot_samples(images, np.zeros(201, np.uint8), n=201)
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".jpeg", ".JPG"])
+def test_figures_write_jpeg_by_suffix(tmp_path: Path, data: MnistData, suffix: str) -> None:
+    out = tmp_path / f"s{suffix}"
+    plot_samples(data.train_images, data.train_labels, n=3, path=out)
+    assert out.read_bytes()[:3] == b"\xff\xd8\xff"
 
 
 @pytest.mark.parametrize(
@@ -150,7 +174,7 @@ def test_samples_many_rows_stay_compact() -> None:
         ({"n": 0}, ValueError, "n must be at least 1, got 0"),
         ({"n": 2.0}, TypeError, "n must be an int, got float"),
         ({"ncols": 0}, ValueError, "ncols must be at least 1, got 0"),
-        ({"path": "samples.jpg"}, ValueError, r"must end in one of .*got 'samples.jpg'"),
+        ({"path": "samples.gif"}, ValueError, r"must end in one of .*got 'samples.gif'"),
         ({"predictions": [1, 2]}, ValueError, r"predictions must have shape \(4,\).*got \(2,\)"),
         ({"class_names": ("a", "b")}, ValueError, "need a name for every class.*got 2"),
         ({"class_names": "abcdefghij"}, TypeError, "sequence of str"),
@@ -378,10 +402,12 @@ def test_without_matplotlib_the_cli_fails_in_one_line(
 ) -> None:
     from lenet_mnist.cli import main
 
-    # The check comes before any data is read or any model trained.
+    # The check comes before any data is read or any model loaded or trained.
+    model_file = tmp_path / "m.keras"
+    model_file.write_bytes(b"not read")
     for argv in (
         ["show", "--output", str(tmp_path / "s.png"), "--no-download"],
-        ["evaluate", str(tmp_path / "missing.keras"), "--report", str(tmp_path / "r")],
+        ["evaluate", str(model_file), "--report", str(tmp_path / "r")],
         ["train", "--epochs", "1", "--plot-history", str(tmp_path / "h.png"), "--no-download"],
     ):
         assert main(argv) == 1

@@ -41,13 +41,20 @@ import numpy as np
 import numpy.typing as npt
 
 from lenet_mnist._util.atomic import atomic_write
-from lenet_mnist._util.checks import check_positive_int
+from lenet_mnist._util.checks import check_choice, check_positive_int
 from lenet_mnist._util.image_array import as_image_batch
+from lenet_mnist._util.silence import silenced_output
 
 if TYPE_CHECKING:
     import keras
 
-__all__ = ["EXPORT_FORMATS", "ExportFormat", "calibration_sample", "export_model"]
+__all__ = [
+    "EXPORT_FORMATS",
+    "ExportFormat",
+    "calibration_sample",
+    "check_export_path",
+    "export_model",
+]
 
 #: The names of the formats :func:`export_model` writes.
 ExportFormat = Literal["saved_model", "tflite", "onnx"]
@@ -135,7 +142,9 @@ def _tflite_bytes(model: keras.Model, calibration: npt.NDArray[np.float32] | Non
                 message=r"(?s)\s*Warning:.*LiteRT interpreter",
                 category=UserWarning,
             )
-            result: bytes = converter.convert()
+            # The converter's C++ logging ("fully_quantize: 0, ...") is noise to a caller.
+            with silenced_output():
+                result: bytes = converter.convert()
     return result
 
 
@@ -161,6 +170,26 @@ def _write_onnx(model: keras.Model, file: Path) -> None:
     # Keras exports only models that have been called at least once.
     wrapper(np.zeros((1, 28, 28, 1), np.float32), training=False)
     wrapper.export(os.fspath(file), format="onnx", verbose=False)
+
+
+def check_export_path(path: str | os.PathLike[str], format: str) -> Path:
+    """``path`` as a ``Path`` if :func:`export_model` can write ``format`` there.
+
+    The command line calls it before loading anything.
+
+    Raises:
+        ValueError: Unknown format or a wrong suffix.
+        IsADirectoryError: A file format aimed at a directory.
+        FileExistsError: A SavedModel aimed at something that is not one.
+
+    Example:
+        >>> check_export_path("model.onnx", "onnx").name
+        'model.onnx'
+    """
+    check_choice("format", format, EXPORT_FORMATS)
+    target = Path(path)
+    _check_destination(target, format)
+    return target
 
 
 def _check_destination(target: Path, format: str) -> None:

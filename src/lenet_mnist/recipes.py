@@ -24,6 +24,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal
 
+from lenet_mnist.models.registry import VariantName
+
 if TYPE_CHECKING:
     import keras
 
@@ -81,7 +83,7 @@ class Recipe:
 
     name: str
     description: str
-    variant: str
+    variant: VariantName
     epochs: int
     batch_size: int
     learning_rate: float
@@ -174,7 +176,10 @@ RECIPES: Final[Mapping[str, Recipe]] = {
 
 
 def get_recipe(
-    recipe: str | Recipe, *, variant: str | None = None, learning_rate: float | None = None
+    recipe: RecipeName | Recipe,
+    *,
+    variant: VariantName | None = None,
+    learning_rate: float | None = None,
 ) -> Recipe:
     """Return the recipe named ``recipe`` (a :class:`Recipe` is taken as it is).
 
@@ -339,7 +344,7 @@ def _compile(model: keras.Model, learning_rate: Any, *, steps_per_execution: int
 
 
 def build_recipe_model(
-    recipe: str | Recipe, *, num_classes: int = 10, seed: int | None = None
+    recipe: RecipeName | Recipe, *, num_classes: int = 10, seed: int | None = None
 ) -> keras.Model:
     """Build the recipe's network, in its precision, compiled as the tutorial does.
 

@@ -23,8 +23,8 @@ def quiet_tensorflow() -> None:
     """Hide TensorFlow's start-up log lines for this command, unless the user asked for logs."""
     # TensorFlow's C++ start-up chatter (oneDNN notes, CUDA probing on CPU-only machines)
     # is noise on a command line whose errors are one line. A user who wants it sets
-    # TF_CPP_MIN_LOG_LEVEL themselves, and then nothing is hidden.
-    if "TF_CPP_MIN_LOG_LEVEL" in os.environ or "tensorflow" in sys.modules:
+    # TF_CPP_MIN_LOG_LEVEL below 3 themselves, and then nothing is hidden.
+    if os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3") != "3" or "tensorflow" in sys.modules:
         return
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
     # TensorFlow 2.20+ logs through absl before absl's logging is initialised, which
@@ -45,12 +45,22 @@ def quiet_tensorflow() -> None:
         os.close(devnull)
 
 
-def _load_data(args: argparse.Namespace):  # type: ignore[no-untyped-def]  # noqa: ANN202
+def _load_data(args: argparse.Namespace, *, normalize: bool = True):  # type: ignore[no-untyped-def]  # noqa: ANN202
     from lenet_mnist.data.mnist import load_mnist
+    from lenet_mnist.data.specs import DatasetName
+    from lenet_mnist.errors import DownloadError
 
-    return load_mnist(
-        args.data_dir, download=not args.no_download, dataset=getattr(args, "dataset", "mnist")
-    )
+    dataset: DatasetName = getattr(args, "dataset", "mnist")
+    try:
+        return load_mnist(
+            args.data_dir, download=not args.no_download, normalize=normalize, dataset=dataset
+        )
+    except DownloadError as error:
+        variable = "LENET_MNIST_FASHION_DATA" if dataset == "fashion" else "LENET_MNIST_DATA"
+        raise DownloadError(
+            f"could not download the {dataset} data (offline?): set {variable} or --data-dir "
+            "to a directory holding its four IDX files"
+        ) from error
 
 
 def _cmd_train(args: argparse.Namespace, out: TextIO) -> int:
@@ -62,10 +72,6 @@ def _cmd_train(args: argparse.Namespace, out: TextIO) -> int:
     from lenet_mnist.training.history import history_path_for, save_history
     from lenet_mnist.training.train import train
 
-    if args.plot_history is not None:
-        from lenet_mnist.report.canvas import require_matplotlib
-
-        require_matplotlib()  # fail before training, not after
     recipe = get_recipe(
         "fast" if args.fast else args.recipe,
         variant=args.variant,
@@ -100,8 +106,9 @@ def _cmd_train(args: argparse.Namespace, out: TextIO) -> int:
     if val_accuracy:
         # The tutorial's recipe ends on its last epoch, which is often not its best one.
         best = max(range(len(val_accuracy)), key=val_accuracy.__getitem__)
+        epochs = f"{len(val_accuracy)} epoch" + ("" if len(val_accuracy) == 1 else "s")
         print(
-            f"{len(val_accuracy)} epochs in {seconds:.1f} s; best test accuracy "
+            f"{epochs} in {seconds:.1f} s; best test accuracy "
             f"{val_accuracy[best]:.4f} after epoch {best + 1}",
             file=out,
         )
@@ -119,10 +126,6 @@ def _cmd_evaluate(args: argparse.Namespace, out: TextIO) -> int:
     from lenet_mnist.evaluation import evaluate_model
     from lenet_mnist.models.saving import load_model
 
-    if args.report is not None:
-        from lenet_mnist.report.canvas import require_matplotlib
-
-        require_matplotlib()  # fail before evaluating, not after
     model = load_model(args.model)
     data = _load_data(args)
     report = evaluate_model(model, data, class_names=class_names(args.dataset))
@@ -145,25 +148,27 @@ def _cmd_evaluate(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _cmd_show(args: argparse.Namespace, out: TextIO) -> int:
-    from lenet_mnist.data.mnist import load_mnist
     from lenet_mnist.data.specs import class_names
-    from lenet_mnist.report.canvas import require_matplotlib
     from lenet_mnist.report.figures import plot_samples
 
-    if args.n < 1:
-        raise ValueError(f"--n must be at least 1, got {args.n}")
-    require_matplotlib()
     # Raw bytes: a quarter of the memory of float32, and plot_samples takes uint8.
-    data = load_mnist(
-        args.data_dir, download=not args.no_download, normalize=False, dataset=args.dataset
-    )
+    data = _load_data(args, normalize=False)
     images, labels = (
         (data.train_images, data.train_labels)
         if args.split == "train"
         else (data.test_images, data.test_labels)
     )
-    plot_samples(images, labels, n=args.n, path=args.output, class_names=class_names(args.dataset))
     shown = min(args.n, len(images))
+    split = "training" if args.split == "train" else "test"
+    name = "Fashion-MNIST" if args.dataset == "fashion" else "MNIST"
+    plot_samples(
+        images,
+        labels,
+        n=args.n,
+        path=args.output,
+        class_names=class_names(args.dataset),
+        title=f"The first {shown} {name} {split} images and their labels",
+    )
     print(f"the first {shown} {args.split} images, labelled, drawn in {args.output}", file=out)
     return 0
 
@@ -175,10 +180,15 @@ def _cmd_predict(args: argparse.Namespace, out: TextIO) -> int:
     from lenet_mnist.images.strip import save_image_strip
     from lenet_mnist.inference import predict_digits
 
-    if bool(args.files) == (args.index is not None):
-        raise ValueError(
-            "give either image files or --index, got " + ("both" if args.files else "neither")
-        )
+    records: list[dict[str, object]] = []
+    # The pictures first: a file that is not one fails before the model is loaded.
+    if args.files:
+        images = images_to_batch(list(args.files))
+        records = [{"file": name} for name in args.files]
+    else:
+        data = _load_data(args)
+        images = images_to_batch(data.test_images[args.index])
+        records = [{"index": i, "label": int(data.test_labels[i])} for i in args.index]
     if args.model is None:
         from lenet_mnist.models.pretrained import pretrained
 
@@ -187,18 +197,6 @@ def _cmd_predict(args: argparse.Namespace, out: TextIO) -> int:
         from lenet_mnist.models.saving import load_model
 
         model = load_model(args.model)
-    records: list[dict[str, object]] = []
-    if args.files:
-        images = images_to_batch(list(args.files))
-        records = [{"file": name} for name in args.files]
-    else:
-        data = _load_data(args)
-        count = len(data.test_images)
-        bad = [i for i in args.index if not 0 <= i < count]
-        if bad:
-            raise ValueError(f"test image indices must be in 0..{count - 1}, got {bad}")
-        images = images_to_batch(data.test_images[args.index])
-        records = [{"index": i, "label": int(data.test_labels[i])} for i in args.index]
     result = predict_digits(model, images)
     for record, probs in zip(records, result.probabilities, strict=True):
         first, second = (int(k) for k in probs.argsort()[::-1][:2])
@@ -220,7 +218,9 @@ def _cmd_predict(args: argparse.Namespace, out: TextIO) -> int:
                 file=out,
             )
     if args.show is not None:
-        path = save_image_strip(images, args.show)
+        # Under each image: the predicted digit and its probability, e.g. "7 99%".
+        captions = [f"{r['digit']} {round(100 * float(r['probability']))}%" for r in records]  # type: ignore[arg-type]
+        path = save_image_strip(images, args.show, captions=captions)
         if not args.json:
             print(f"the images as the model sees them: {path}", file=out)
     return 0

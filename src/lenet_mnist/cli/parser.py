@@ -26,8 +26,9 @@ def _add_data_dir(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data-dir",
         metavar="DIR",
-        help="directory holding the four MNIST IDX files (.gz or not); default: "
-        "$LENET_MNIST_DATA, else the user cache, else download",
+        help="directory holding the four MNIST IDX files (.gz or not); given, the only place "
+        "looked (an error if it lacks them); default: $LENET_MNIST_DATA, else the user "
+        "cache, else download",
     )
     parser.add_argument(
         "--no-download",
@@ -89,7 +90,7 @@ def _train_parser(commands: Any) -> None:
         "--batch-size",
         type=int,
         default=None,
-        help="images per step (default: the recipe's; tutorial: 32)",
+        help="images per step, at most 8192 (memory) (default: the recipe's; tutorial: 32)",
     )
     train.add_argument(
         "--learning-rate",
@@ -99,7 +100,9 @@ def _train_parser(commands: Any) -> None:
     )
     train.add_argument("--seed", type=int, default=None, help="random seed for a repeatable run")
     train.add_argument(
-        "--output", default="lenet.keras", help="where to save the model (default lenet.keras)"
+        "--output",
+        default="lenet.keras",
+        help="where to save the model, a .keras file whose directory exists (default lenet.keras)",
     )
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.add_argument(
@@ -125,8 +128,8 @@ def _train_parser(commands: Any) -> None:
     train.add_argument(
         "--plot-history",
         metavar="PATH",
-        help="also draw loss and accuracy per epoch into this image (.png, .pdf, .svg; "
-        "needs the plot extra). The history is always saved as JSON next to the model",
+        help="also draw loss and accuracy per epoch into this image (.png, .jpg, .jpeg, .pdf, "
+        ".svg; needs the plot extra). The history is always saved as JSON next to the model",
     )
 
 
@@ -176,8 +179,9 @@ def _predict_parser(commands: Any) -> None:
     )
     predict.add_argument(
         "--show",
-        metavar="PNG",
-        help="also write the 28x28 images as the model sees them, side by side, to this PNG",
+        metavar="PICTURE",
+        help="also write the 28x28 images as the model sees them, side by side, each with "
+        "its predicted digit and probability, to this .png, .jpg or .jpeg file",
     )
     _add_data_dir(predict)
 
@@ -192,9 +196,12 @@ def _show_parser(commands: Any) -> None:
     show.add_argument(
         "--split", choices=("train", "test"), default="train", help="which split (default train)"
     )
-    show.add_argument("--n", type=int, default=20, help="how many images (default 20)")
+    show.add_argument("--n", type=int, default=20, help="how many images, 1 to 200 (default 20)")
     show.add_argument(
-        "--output", default="samples.png", help="image file to write (default samples.png)"
+        "--output",
+        default="samples.png",
+        help="image file to write: .png, .jpg, .jpeg, .pdf or .svg (default samples.png); "
+        "its directory must exist",
     )
     _add_dataset(show)
     _add_data_dir(show)

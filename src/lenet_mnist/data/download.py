@@ -18,13 +18,14 @@ import urllib.request
 from pathlib import Path
 from typing import BinaryIO, Final
 
+from lenet_mnist._version import __version__
 from lenet_mnist.data.locate import cache_dir, find_file, read_checked
 from lenet_mnist.data.specs import DatasetName, DatasetSpec, FileSpec, get_spec
 from lenet_mnist.errors import DownloadError, IdxFormatError
 
 __all__ = ["download_file", "download_mnist", "mirrors_from_env"]
 
-_USER_AGENT: Final = "lenet-mnist (+https://github.com/lenet-mnist/lenet-mnist)"
+_USER_AGENT: Final = f"lenet-mnist/{__version__}"
 # A compressed MNIST file is under 30 MB; a response much larger than that is not one.
 _MAX_DOWNLOAD_BYTES: Final = 64 * 1024 * 1024
 _STALE_PARTIAL_SECONDS: Final = 3600.0
@@ -120,8 +121,11 @@ def download_file(
             failures.append(f"{url}: {error}")
         finally:
             tmp.unlink(missing_ok=True)
-    tried = "; ".join(failures) if failures else "no mirrors configured"
-    raise DownloadError(f"could not download a verified copy of {final.name}: {tried}")
+    # One short first line (what a command line shows), then one line per mirror.
+    tried = (
+        "".join(f"\n  {failure}" for failure in failures) if failures else " no mirrors configured"
+    )
+    raise DownloadError(f"could not download a verified copy of {final.name}:{tried}")
 
 
 def _fetch(url: str, out: BinaryIO, *, timeout: float) -> None:

@@ -1,8 +1,11 @@
 """Where a dataset's files are looked for, and reading one file verified by its hash.
 
-The search order of :func:`lenet_mnist.load_mnist` is :func:`data_locations`'s:
+A ``data_dir`` given to :func:`lenet_mnist.load_mnist` is the only place looked in: a
+directory that does not exist or lacks a file is an error naming it
+(:func:`check_data_dir`), never a silent fall-back to other data. Without it, the search
+order is :func:`data_locations`'s:
 
-1. the ``data_dir`` argument;
+1. (the ``data_dir`` argument, when given: then alone);
 2. the directory named by the dataset's environment variable (``LENET_MNIST_DATA``
    for MNIST, ``LENET_MNIST_FASHION_DATA`` for Fashion-MNIST);
 3. system directories where a distribution installs the dataset (Fashion-MNIST:
@@ -25,9 +28,16 @@ import numpy.typing as npt
 
 from lenet_mnist.data.idx import read_idx
 from lenet_mnist.data.specs import DatasetName, DatasetSpec, FileSpec, get_spec
-from lenet_mnist.errors import IdxFormatError
+from lenet_mnist.errors import DataNotFoundError, IdxFormatError
 
-__all__ = ["cache_dir", "data_locations", "find_all", "find_file", "read_checked"]
+__all__ = [
+    "cache_dir",
+    "check_data_dir",
+    "data_locations",
+    "find_all",
+    "find_file",
+    "read_checked",
+]
 
 
 def cache_dir(dataset: DatasetName | str = "mnist") -> Path:
@@ -91,6 +101,46 @@ def find_all(directory: Path, spec: DatasetSpec) -> dict[str, Path] | None:
         if path is None:
             return None
         found[role] = path
+    return found
+
+
+def check_data_dir(
+    data_dir: str | os.PathLike[str], *, dataset: DatasetName | str = "mnist"
+) -> dict[str, Path]:
+    """The dataset's four files in ``data_dir`` by role; an error naming what is missing.
+
+    Only looks (nothing is read), so the command line calls it before any work.
+
+    Raises:
+        DataNotFoundError: ``data_dir`` does not exist, is not a directory, or lacks
+            one of the files (the message names the directory and the missing files).
+        ValueError: Unknown ``dataset``.
+
+    Example:
+        >>> check_data_dir("/nonexistent")
+        Traceback (most recent call last):
+        ...
+        lenet_mnist.errors.DataNotFoundError: the mnist data directory does not exist, got '/nonexistent'
+    """
+    spec = get_spec(dataset)
+    directory = Path(data_dir).expanduser()
+    if not directory.is_dir():
+        state = "is not a directory" if directory.exists() else "does not exist"
+        raise DataNotFoundError(
+            f"the {spec.name} data directory {state}, got {os.fspath(data_dir)!r}"
+        )
+    missing = [
+        f"{file.name}[.gz]" for file in spec.files.values() if find_file(directory, file) is None
+    ]
+    if missing:
+        raise DataNotFoundError(
+            f"the {spec.name} data directory lacks {', '.join(missing)}, got {os.fspath(data_dir)!r}"
+        )
+    found = find_all(directory, spec)
+    if found is None:  # pragma: no cover - every file was just found
+        raise DataNotFoundError(
+            f"the {spec.name} data directory changed, got {os.fspath(data_dir)!r}"
+        )
     return found
 
 

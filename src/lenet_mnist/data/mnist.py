@@ -1,8 +1,9 @@
 """Loading MNIST (and Fashion-MNIST) as the tutorial uses it, verified.
 
-:func:`load_mnist` reads the four IDX files from the first place that holds them all
-(see :mod:`lenet_mnist.data.locate` for the order), or else downloads them, verified,
-into the user cache (:mod:`lenet_mnist.data.download`). A supplied file that fails
+:func:`load_mnist` reads the four IDX files from ``data_dir`` when one is given (and
+nowhere else: a wrong directory is an error naming it), else from the first place that
+holds them all (see :mod:`lenet_mnist.data.locate` for the order), or else downloads
+them, verified, into the user cache (:mod:`lenet_mnist.data.download`). A supplied file that fails
 its hash check is an error naming the file and the expected hash; a cached file that
 fails is deleted and downloaded again, once.
 """
@@ -18,7 +19,13 @@ import numpy.typing as npt
 
 from lenet_mnist._util.image_array import as_unit_range
 from lenet_mnist.data.download import download_file, download_mnist, mirrors_from_env
-from lenet_mnist.data.locate import data_locations, find_all, find_file, read_checked
+from lenet_mnist.data.locate import (
+    check_data_dir,
+    data_locations,
+    find_all,
+    find_file,
+    read_checked,
+)
 from lenet_mnist.data.specs import ROLES, DatasetName, DatasetSpec, get_spec
 from lenet_mnist.errors import DataNotFoundError, DownloadError, IdxFormatError
 
@@ -56,18 +63,22 @@ def load_mnist(
     normalize: bool = True,
     channels: bool = True,
     download: bool = True,
-    dataset: DatasetName | str = "mnist",
+    dataset: DatasetName = "mnist",
 ) -> MnistData:
     """Load MNIST (or Fashion-MNIST) as the tutorial uses it, verified.
 
     Args:
-        data_dir: A directory holding the four IDX files (``.gz`` or not). It is looked
-            in first; see the module documentation for the full search order.
+        data_dir: A directory holding the four IDX files (``.gz`` or not). Given, it is
+            the only place looked in (no environment variable, cache or download):
+            a directory that does not exist or lacks a file raises
+            ``DataNotFoundError`` naming it. ``None``: the search order of the module
+            documentation, then the download.
         normalize: ``True``: float32 pixels in [0, 1] (the bytes divided by 255).
             ``False``: the raw uint8 pixels 0..255, exactly the bytes of the files.
         channels: ``True``: images get a trailing channel axis, ``(N, 28, 28, 1)``, as
             Keras's Conv2D expects. ``False``: ``(N, 28, 28)``.
-        download: Whether to download the files into the cache when found nowhere.
+        download: Whether to download the files into the cache when found nowhere
+            (without ``data_dir`` only).
         dataset: ``"mnist"`` (handwritten digits) or ``"fashion"`` (Fashion-MNIST).
 
     Returns:
@@ -79,9 +90,11 @@ def load_mnist(
             the file and the expected SHA-256).
         IdxFormatError: A supplied file is malformed (bad magic number, wrong
             dimensions, truncated, corrupt gzip).
-        DataNotFoundError: The files are nowhere and ``download`` is false; the message
-            lists every place looked.
-        DownloadError: Every mirror failed; the message lists each failure.
+        DataNotFoundError: ``data_dir`` does not exist or lacks a file; or, without
+            ``data_dir``, the files are nowhere and ``download`` is false (the message
+            lists every place looked).
+        DownloadError: Every mirror failed; the message's first line says so and how
+            to supply the files instead, the next lines each mirror's failure.
         ValueError: Unknown ``dataset``.
         TypeError: A flag is not a bool.
 
@@ -119,7 +132,10 @@ def _format_images(
 def _load_raw(
     data_dir: str | os.PathLike[str] | None, spec: DatasetSpec, *, download: bool
 ) -> dict[str, npt.NDArray[np.uint8]]:
-    places = data_locations(data_dir, dataset=spec.name)
+    if data_dir is not None:
+        given = check_data_dir(data_dir, dataset=spec.name)
+        return {role: read_checked(path, spec.files[role]) for role, path in given.items()}
+    places = data_locations(dataset=spec.name)
     for source, directory in places:
         found = find_all(directory, spec)
         if found is None:
@@ -133,9 +149,15 @@ def _load_raw(
         looked = "; ".join(f"{source}: {directory}" for source, directory in places)
         names = ", ".join(f"{file.name}[.gz]" for file in spec.files.values())
         raise DataNotFoundError(
-            f"{spec.name} data not found and download=False. Looked for {names} in: {looked}"
+            f"{spec.name} data not found, and downloading is off. Looked for {names} in: {looked}"
         )
-    directory = download_mnist(dataset=spec.name)
+    try:
+        directory = download_mnist(dataset=spec.name)
+    except DownloadError as error:
+        raise DownloadError(
+            f"could not download the {spec.name} data (offline?); point {spec.env_var} or "
+            f"data_dir at a directory holding its four IDX files\n{error}"
+        ) from error
     found = find_all(directory, spec)
     if found is None:  # pragma: no cover - download_mnist guarantees all four files
         raise DownloadError(f"download into {directory} did not produce all files")

@@ -140,7 +140,7 @@ def get_spec(dataset: object) -> DatasetSpec:
     return spec
 
 
-def class_names(dataset: DatasetName | str = "mnist") -> tuple[str, ...]:
+def class_names(dataset: DatasetName = "mnist") -> tuple[str, ...]:
     """Return the name of each class of a dataset, indexed by label.
 
     Args:

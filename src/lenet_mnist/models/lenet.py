@@ -6,6 +6,9 @@ from typing import Any
 
 import keras
 
+from lenet_mnist._util.checks import check_seed
+from lenet_mnist.models.provenance import record_origin
+
 __all__ = ["LeNet"]
 
 
@@ -20,6 +23,10 @@ class LeNet(keras.Model):  # type: ignore[misc]
 
     Args:
         num_classes: Number of output logits.
+        seed: Seed for the initial weights (0 .. 2**32 - 1), as in
+            :func:`~lenet_mnist.build_lenet` (recorded on the model; a model built
+            without one cannot train with ``deterministic=True``). Not saved in the
+            config: a loaded model's weights come from its file.
         **kwargs: Passed to ``keras.Model`` (``name``, ``dtype`` ...).
 
     Call:
@@ -35,11 +42,14 @@ class LeNet(keras.Model):  # type: ignore[misc]
         121930
     """
 
-    def __init__(self, num_classes: int = 10, **kwargs: Any) -> None:
+    def __init__(self, num_classes: int = 10, *, seed: int | None = None, **kwargs: Any) -> None:
         if isinstance(num_classes, bool) or not isinstance(num_classes, int):
             raise TypeError(f"num_classes must be an int, got {type(num_classes).__name__}")
         if num_classes < 2:
             raise ValueError(f"num_classes must be at least 2, got {num_classes}")
+        seed = check_seed(seed)
+        if seed is not None:
+            keras.utils.set_random_seed(seed)
         kwargs.setdefault("name", "lenet")
         super().__init__(**kwargs)
         self.num_classes = num_classes
@@ -52,6 +62,8 @@ class LeNet(keras.Model):  # type: ignore[misc]
         self.logits = keras.layers.Dense(num_classes, name="logits", dtype="float32")
         # Build eagerly so weights exist (for set_weights, summary, count_params) at once.
         self.build((None, 28, 28, 1))
+        # train(deterministic=True) refuses a model whose initial weights were not seeded.
+        record_origin(self, seed)
 
     def build(self, input_shape: Any) -> None:  # noqa: D102 - Keras API
         if self.built:  # type: ignore[has-type]

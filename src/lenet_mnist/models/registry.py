@@ -37,7 +37,7 @@ if set(VARIANTS) != set(get_args(VariantName)):  # pragma: no cover - a maintain
 
 
 def build_lenet(
-    variant: VariantName | str = DEFAULT_VARIANT,
+    variant: VariantName = DEFAULT_VARIANT,
     *,
     num_classes: int = 10,
     seed: int | None = None,
@@ -54,6 +54,8 @@ def build_lenet(
         num_classes: Number of output logits, at least 2.
         seed: Seed for the initial weights (0 .. 2**32 - 1); ``None`` draws them from
             Keras's global random state (set with ``keras.utils.set_random_seed``).
+            The seed is recorded on the model: ``train(..., deterministic=True)``
+            refuses a model built without one, whose weights differ in every process.
 
     Returns:
         A functional ``keras.Model`` mapping ``(batch, 28, 28, 1)`` float32 images in
@@ -81,7 +83,11 @@ def build_lenet(
     import keras
 
     from lenet_mnist.models.networks import BUILDERS
+    from lenet_mnist.models.provenance import record_origin
 
     if seed is not None:
         keras.utils.set_random_seed(seed)
-    return BUILDERS[str(variant)](num_classes)
+    model = BUILDERS[str(variant)](num_classes)
+    # train(deterministic=True) refuses a model whose initial weights were not seeded.
+    record_origin(model, seed)
+    return model

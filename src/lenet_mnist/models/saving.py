@@ -28,9 +28,11 @@ from lenet_mnist.errors import ModelFileError, UnsafeModelError
 
 # Importing the modules registers FusedBatchNorm and LeNet with Keras so files load.
 from lenet_mnist.models.batch_norm import FusedBatchNorm  # noqa: F401
+from lenet_mnist.models.file_path import check_model_path
 from lenet_mnist.models.lenet import LeNet  # noqa: F401
+from lenet_mnist.models.provenance import FROM_FILE, record_origin
 
-__all__ = ["load_model", "save_model"]
+__all__ = ["check_model_path", "load_model", "save_model"]
 
 _ALLOWED_MODULE_ROOTS: Final = ("keras", "lenet_mnist")
 _FORBIDDEN_CLASSES: Final = frozenset({"Lambda", "TFOpLambda", "SlicingOpLambda"})
@@ -64,9 +66,7 @@ def save_model(model: keras.Model, path: str | os.PathLike[str]) -> Path:
     """
     if not isinstance(model, keras.Model):
         raise TypeError(f"model must be a keras.Model, got {type(model).__name__}")
-    target = Path(path)
-    if target.suffix != ".keras":
-        raise ValueError(f"model files must end in .keras, got {os.fspath(path)!r}")
+    target = check_model_path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     optimizer = getattr(model, "optimizer", None)
     if optimizer is not None and not optimizer.built:
@@ -180,6 +180,9 @@ def load_model(path: str | os.PathLike[str], *, safe_mode: bool = True) -> keras
     if safe_mode:
         check_model_config(config, name=os.fspath(path))
     try:
-        return keras.saving.load_model(file, safe_mode=safe_mode)
+        model = keras.saving.load_model(file, safe_mode=safe_mode)
     except (ValueError, TypeError, KeyError, OSError) as error:
         raise ModelFileError(f"{file}: cannot load the model: {error}") from error
+    # Weights from a file are as repeatable as seeded ones (train(deterministic=True)).
+    record_origin(model, FROM_FILE)
+    return model

@@ -13,6 +13,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Final
 
 from lenet_mnist._util.atomic import atomic_write
+from lenet_mnist._util.paths import check_suffix
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -28,7 +29,14 @@ __all__ = [
 
 _INSTALL_HINT: Final = 'plotting needs matplotlib: pip install "lenet-mnist[plot]"'
 _DPI: Final = 100
-_FORMATS: Final = {".png": "png", ".pdf": "pdf", ".svg": "svg"}
+# What matplotlib writes by itself, plus JPEG through Pillow (a dependency of matplotlib).
+_FORMATS: Final = {
+    ".png": "png",
+    ".jpg": "jpeg",
+    ".jpeg": "jpeg",
+    ".pdf": "pdf",
+    ".svg": "svg",
+}
 DPI: Final = _DPI
 #: The file suffixes figures can be written to, with matplotlib's format name each.
 FIGURE_FORMATS: Final = _FORMATS
@@ -68,15 +76,15 @@ def new_figure(width: float, height: float) -> Figure:
 
 
 def check_figure_path(path: str | os.PathLike[str] | None) -> Path | None:
-    """``path`` as a ``Path`` if its suffix is a figure format (else ``ValueError``), or ``None``."""
+    """``path`` as a ``Path`` if its suffix is a figure format (else ``ValueError``), or ``None``.
+
+    Example:
+        >>> check_figure_path("curves.jpg").suffix
+        '.jpg'
+    """
     if path is None:
         return None
-    target = Path(path)
-    if target.suffix.lower() not in _FORMATS:
-        raise ValueError(
-            f"figure files must end in one of {sorted(_FORMATS)}, got {os.fspath(path)!r}"
-        )
-    return target
+    return check_suffix(path, _FORMATS, "figure files")
 
 
 def save_figure(figure: Figure, target: Path | None) -> None:

@@ -39,8 +39,10 @@ if TYPE_CHECKING:
     from lenet_mnist.inference import DigitPredictions
 
 __all__ = [
+    "MAX_SAMPLES",
     "check_report",
     "check_report_matches",
+    "check_sample_count",
     "plot_confusion_matrix",
     "plot_history",
     "plot_misclassified",
@@ -49,12 +51,15 @@ __all__ = [
 
 _WRONG: Final = "tab:red"
 _RIGHT: Final = "black"
-# The tutorial's grid: 2 inches per column and 5 per row (20 x 10 inches for 2 x 10).
+# The tutorial's 2 inches per column. Its 5 inches per row (20 x 10 inches for 2 x 10)
+# left ~40% of the picture blank between the square images; a row now fits a 2-inch
+# image and its caption.
 _CELL_WIDTH: Final = 2.0
-_SAMPLE_ROW_HEIGHT: Final = 5.0
-# Past two rows the tutorial's 5-inch rows leave wide gaps: keep 10 inches, then 2.6 a row.
-_SAMPLE_MIN_HEIGHT: Final = 10.0
-_SAMPLE_TIGHT_ROW_HEIGHT: Final = 2.6
+_SAMPLE_ROW_HEIGHT: Final = 2.45
+_CAPTION_LINE_HEIGHT: Final = 0.25
+#: The most images :func:`plot_samples` draws: 20 rows of 10, a 2000 x ~5000 pixel
+#: picture; more is no longer a picture one looks at (and takes minutes to render).
+MAX_SAMPLES: Final = 200
 # The mistakes grid has no tutorial to match: rows just fit an image and three caption lines.
 _MISTAKE_ROW_HEIGHT: Final = 3.0
 _TITLE_HEIGHT: Final = 0.5
@@ -127,6 +132,22 @@ def _mistake_caption(true: str, predicted: str) -> str:
     return one_line if len(one_line) <= _CAPTION_CHARS else f"{true}\n→ {predicted}"
 
 
+def check_sample_count(n: object) -> int:
+    """Return ``n`` if :func:`plot_samples` can draw that many images (1 .. :data:`MAX_SAMPLES`).
+
+    Example:
+        >>> check_sample_count(20)
+        20
+    """
+    count = check_positive_int("n", n)
+    if count > MAX_SAMPLES:
+        raise ValueError(
+            f"n must be at most {MAX_SAMPLES} (20 rows of 10 images; more makes a picture "
+            f"too large to look at), got {count}"
+        )
+    return count
+
+
 def plot_samples(
     images: npt.ArrayLike,
     labels: npt.ArrayLike,
@@ -140,9 +161,10 @@ def plot_samples(
 ) -> Figure:
     """Draw the tutorial's picture: the first ``n`` images in a grid, the label under each.
 
-    The tutorial's look: 2 x 10 images on a 20 x 10 inch figure (2 inches per column,
-    5 per row; more rows share 10 inches, or take 2.6 inches each past 3), no ticks, the ``binary`` colour map (dark ink on white), the label as
-    each image's x-axis label. With ``predictions``, a correct image keeps its black
+    The tutorial's look, tighter: 2 inches per column and 2.45 per row (a 2 x 10 grid
+    is 20 x 4.9 inches; the tutorial's 5-inch rows left ~40% of it blank), no ticks,
+    the ``binary`` colour map (dark ink on white), the label as each image's x-axis
+    label. With ``predictions``, a correct image keeps its black
     label and a wrong one gets a red frame and a red ``label → predicted`` caption
     (on two lines when long).
 
@@ -152,7 +174,8 @@ def plot_samples(
         labels: ``(N,)`` integer classes.
         predictions: ``(N,)`` integer predicted classes, or a
             :class:`~lenet_mnist.inference.DigitPredictions` for the same images.
-        n: How many images, at most, from the start (fewer if ``N < n``).
+        n: How many images, at most, from the start (fewer if ``N < n``); 1 ..
+            :data:`MAX_SAMPLES` (200).
         ncols: Images per row.
         path: Also write the figure here (``.png``, ``.pdf`` or ``.svg``).
         class_names: Caption of each class, indexed by label (e.g.
@@ -160,12 +183,14 @@ def plot_samples(
         title: A title above the grid; default none, as in the tutorial.
 
     Returns:
-        The ``matplotlib.figure.Figure`` (``DPI`` = 100: 2000 x 1000 pixels by default).
+        The ``matplotlib.figure.Figure`` (``DPI`` = 100: 2000 x 490 pixels by default,
+        50 more with a title).
 
     Raises:
         ImportError: matplotlib is missing (names the ``plot`` extra).
         ValueError: Bad images, labels or predictions of another length, a label with
-            no class name, a bad ``path`` suffix, or ``n``/``ncols`` below 1.
+            no class name, a bad ``path`` suffix, ``n`` outside 1 .. 200 or ``ncols``
+            below 1.
         TypeError: ``n``/``ncols`` not an int, ``class_names`` not strings.
 
     Example:
@@ -175,7 +200,7 @@ def plot_samples(
         >>> [ax.get_xlabel() for ax in figure.axes]
         ['7', '2', '1 → 4']
     """
-    check_positive_int("n", n)
+    check_sample_count(n)
     check_positive_int("ncols", ncols)
     target = check_figure_path(path)
     pixels = as_image_batch(images)[..., 0]
@@ -202,12 +227,9 @@ def plot_samples(
         else:
             captions.append(_mistake_caption(label, names[guessed[k]]))
             colors.append(_WRONG)
-    nrows = math.ceil(shown / min(ncols, shown))
-    row_height = (
-        _SAMPLE_ROW_HEIGHT
-        if nrows <= 2
-        else max(_SAMPLE_MIN_HEIGHT / nrows, _SAMPLE_TIGHT_ROW_HEIGHT)
-    )
+    # A two-line caption (a long class name taken for another) needs one line more.
+    two_lines = any("\n" in caption for caption in captions)
+    row_height = _SAMPLE_ROW_HEIGHT + (_CAPTION_LINE_HEIGHT if two_lines else 0.0)
     figure = _image_grid(
         pixels[:shown], captions, colors, ncols=ncols, row_height=row_height, title=title
     )

@@ -9,6 +9,7 @@ also turns on TensorFlow's op determinism, which is global and irreversible.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,7 +17,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["ReseedEachEpoch", "order_seed", "seed_run"]
+from lenet_mnist.models.provenance import UNKNOWN, weights_origin
+
+__all__ = ["ReseedEachEpoch", "check_seeded_model", "order_seed", "seed_run"]
 
 
 def seed_run(seed: int | None, *, deterministic: bool) -> None:
@@ -39,6 +42,36 @@ def seed_run(seed: int | None, *, deterministic: bool) -> None:
         # Global and irreversible for the process: every later TensorFlow computation
         # runs deterministically (slower on GPU; ops without such a kernel then raise).
         tf.config.experimental.enable_op_determinism()
+
+
+def check_seeded_model(model: keras.Model) -> None:
+    """Refuse (or, for a model of unknown origin, warn about) unseeded initial weights.
+
+    A deterministic run repeats only if it starts from the same weights; see
+    :mod:`lenet_mnist.models.provenance`.
+
+    Raises:
+        ValueError: The library built ``model`` without a seed.
+
+    Warns:
+        UserWarning: ``model`` was not built or loaded by the library, so whether its
+            initial weights were seeded cannot be told.
+    """
+    origin = weights_origin(model)
+    if origin is None:
+        raise ValueError(
+            "a deterministic run needs seeded initial weights (they differ in every process "
+            "otherwise): build the model with seed=S, e.g. build_lenet(..., seed=S), got a "
+            "model built without a seed"
+        )
+    if origin == UNKNOWN:
+        warnings.warn(
+            "deterministic=True: this model was not built by lenet_mnist, so whether its "
+            "initial weights were seeded is unknown; build it after "
+            "keras.utils.set_random_seed(S) or they differ in every process",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def order_seed(seed: int | None) -> int:

@@ -16,6 +16,9 @@ import numpy as np
 import numpy.typing as npt
 import tensorflow as tf
 
+# Defined with the other bounds (importable without TensorFlow); re-exported here.
+from lenet_mnist.training.limits import check_target_accuracy
+
 __all__ = ["TargetAccuracy", "check_target_accuracy"]
 
 # Test images per call of the compiled evaluator: ~1,000 keeps a layer's activations
@@ -142,21 +145,3 @@ class TargetAccuracy(keras.callbacks.Callback):  # type: ignore[misc]
         if logs is not None:
             logs["val_accuracy"] = accuracy
             logs["val_loss"] = loss
-
-
-def check_target_accuracy(target_accuracy: object) -> float | None:
-    """Return ``target_accuracy`` as a float in (0, 1], or ``None``; else raise.
-
-    Raises:
-        TypeError: Not a number or ``None``.
-        ValueError: Outside (0, 1].
-    """
-    if target_accuracy is None:
-        return None
-    if isinstance(target_accuracy, bool) or not isinstance(target_accuracy, int | float):
-        raise TypeError(
-            f"target_accuracy must be a float or None, got {type(target_accuracy).__name__}"
-        )
-    if not 0.0 < target_accuracy <= 1.0:
-        raise ValueError(f"target_accuracy must lie in (0, 1], got {target_accuracy!r}")
-    return float(target_accuracy)

@@ -33,8 +33,14 @@ from lenet_mnist.training.checkpoint import (
     restore_checkpoint,
     run_config,
 )
-from lenet_mnist.training.determinism import ReseedEachEpoch, order_seed, seed_run
+from lenet_mnist.training.determinism import (
+    ReseedEachEpoch,
+    check_seeded_model,
+    order_seed,
+    seed_run,
+)
 from lenet_mnist.training.distribute import check_model_strategy, strategy_scope
+from lenet_mnist.training.limits import check_batch_size
 from lenet_mnist.training.monitor import TargetAccuracy, check_target_accuracy
 from lenet_mnist.training.pipeline import make_dataset, steps_per_epoch
 
@@ -73,7 +79,7 @@ def train(
     checkpoint_dir: str | os.PathLike[str] | None = None,
     deterministic: bool = False,
     strategy: tf.distribute.Strategy | None = None,
-    recipe: RecipeName | str | Recipe = "tutorial",
+    recipe: RecipeName | Recipe = "tutorial",
     target_accuracy: float | None = None,
 ) -> keras.callbacks.History:
     """Train as the tutorial does: fit on the training split, validate on the test split.
@@ -94,8 +100,9 @@ def train(
             class indices.
         epochs: Passes over the training split (``None``: the recipe's; the
             tutorial's is 10).
-        batch_size: Images per gradient step (``None``: the recipe's; the tutorial's is
-            Keras's default, 32).
+        batch_size: Images per gradient step, 1 .. 8192 (``None``: the recipe's; the
+            tutorial's is Keras's default, 32). The bound keeps memory in check: see
+            :mod:`lenet_mnist.training.limits`.
         seed: Seeds Python's, NumPy's and TensorFlow's generators first (via
             ``keras.utils.set_random_seed``) and keys every epoch's order, so the run
             repeats; ``None`` leaves the generators alone and draws a random order.
@@ -116,8 +123,12 @@ def train(
             CPU. On a GPU, TensorFlow promises the same for the ops this network uses
             (run to run on the same GPU model, driver and CUDA/cuDNN versions), slower;
             nothing is promised across different machines, CPU vs GPU, or versions.
-            The model's initial weights must be seeded too: build it with
-            ``build_lenet(..., seed=S)`` (``seed`` here reseeds only what follows).
+            The model's initial weights must be seeded too (``seed`` here reseeds
+            only what follows): a model built by ``build_lenet``,
+            ``build_recipe_model`` or ``LeNet`` without a seed is refused (build it
+            with ``seed=S``); a model loaded with ``load_model`` is fine; a model of
+            one's own gets a ``UserWarning`` (build it after
+            ``keras.utils.set_random_seed(S)``).
         strategy: Train data-parallel with this ``tf.distribute.Strategy`` (see
             :mod:`lenet_mnist.training.distribute`). The model must have been created
             (and, for the tutorial's recipe, compiled) inside ``strategy.scope()``;
@@ -140,8 +151,9 @@ def train(
         TypeError: ``model`` is not a ``keras.Model`` (or, for the tutorial's recipe,
             not compiled), or bad argument types.
         ValueError: Bad shapes or pixel values (an ``ImageError``), an empty split, or
-            non-positive ``epochs``/``batch_size``; ``deterministic`` without
-            ``seed``; a checkpoint in ``checkpoint_dir`` written by a different run
+            non-positive ``epochs``/``batch_size`` or a ``batch_size`` above 8192;
+            ``deterministic`` without ``seed`` or with a model the library built
+            without a seed; a checkpoint in ``checkpoint_dir`` written by a different run
             (recipe, architecture, optimizer, batch size, seed or training-set size);
             a model not created in ``strategy``'s scope, or a ``batch_size`` that is
             not a multiple of its number of replicas.
@@ -162,13 +174,13 @@ def train(
     if not isinstance(data, tuple) or len(data) != 4:
         raise TypeError(f"data must be an MnistData, got {type(data).__name__}")
     epochs = check_positive_int("epochs", chosen.epochs if epochs is None else epochs)
-    batch_size = check_positive_int(
-        "batch_size", chosen.batch_size if batch_size is None else batch_size
-    )
+    batch_size = check_batch_size(chosen.batch_size if batch_size is None else batch_size)
     seed = check_seed(seed)
     check_bool("deterministic", deterministic)
     if deterministic and seed is None:
         seed_run(seed, deterministic=True)  # raises, with the reason
+    if deterministic:
+        check_seeded_model(model)
     if verbose not in ("auto", 0, 1, 2) or isinstance(verbose, bool):
         raise ValueError(f"verbose must be 'auto', 0, 1 or 2, got {verbose!r}")
     if isinstance(callbacks, keras.callbacks.Callback) or not all(
