@@ -23,7 +23,6 @@ import ast
 import importlib
 from typing import TYPE_CHECKING
 
-from lenet_mnist._util.import_hook import when_imported as _when_imported
 from lenet_mnist._version import __version__
 
 # The public names, stated once: this block is the table. Type checkers read it as
@@ -97,7 +96,10 @@ def _register_keras_classes() -> None:
 
 
 # Now if Keras is already imported; otherwise right after it is, without importing it.
-_when_imported("keras", _register_keras_classes)
+# (Imported by name: the facade's only ``from lenet_mnist... import`` lines are its table.)
+importlib.import_module("lenet_mnist._util.import_hook").when_imported(
+    "keras", _register_keras_classes
+)
 
 
 def __getattr__(name: str) -> object:

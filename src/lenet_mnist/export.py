@@ -21,6 +21,10 @@ and takes the same input, named ``image``: ``(N, 28, 28, 1)`` float32 pixels in 
     Converted by Keras's own exporter, which uses tf2onnx: needs the optional extra
     ``lenet-mnist[onnx]``.
 
+A model built in bfloat16 mixed precision (the ``fast`` recipe's) is rebuilt in float32,
+with the same architecture and weights, before the ``tflite`` and ``onnx`` conversions:
+neither LiteRT's converter nor ONNX runtimes take bfloat16 convolutions.
+
 Files are written under a temporary name next to their destination and moved into
 place when complete, so an interrupted export never leaves a half-written model
 under ``path``.
@@ -303,7 +307,9 @@ def export_model(
     Raises:
         TypeError: ``model`` is not a ``keras.Model`` or ``int8`` is not a bool.
         ValueError: Unknown format, a wrong file suffix, a model that does not map
-            ``(N, 28, 28, 1)`` images to ``(N, C)`` logits, ``int8`` for a format other
+            ``(N, 28, 28, 1)`` images to one ``(N, C)`` tensor of logits (several
+            inputs, list or dict outputs: one line, before anything is written),
+            ``int8`` for a format other
             than ``tflite``, ``int8`` without ``calibration_images`` (or images given
             without ``int8``), or bad calibration images.
         FileExistsError: ``saved_model`` onto an existing path that is not a SavedModel.
