@@ -130,9 +130,14 @@ def test_the_fast_network_round_trips_through_a_safe_model_file(tmp_path) -> Non
     x = np.random.default_rng(0).random((4, 28, 28, 1), np.float32)
     model(x, training=True)  # move the moving statistics away from their initial values
     loaded = load_model(save_model(model, tmp_path / "fast.keras"))
-    assert isinstance(loaded.get_layer("pool2_bn"), FusedBatchNorm)
+    # Saved as the standard layer it is equivalent to, so plain Keras loads the file.
+    assert type(loaded.get_layer("pool2_bn")) is keras.layers.BatchNormalization
     assert loaded.get_layer("pool2_bn").momentum == 0.9
-    np.testing.assert_array_equal(loaded(x).numpy(), model(x).numpy())
+    for name in ("pool1_bn", "pool2_bn"):
+        for a, b in zip(loaded.get_layer(name).weights, model.get_layer(name).weights, strict=True):
+            np.testing.assert_array_equal(a.numpy(), b.numpy())
+    # Keras's layer normalizes bfloat16 inputs in float32, the fused kernel in bfloat16.
+    np.testing.assert_allclose(loaded(x).numpy(), model(x).numpy(), rtol=1e-3, atol=1e-3)
 
 
 @pytest.mark.parametrize(

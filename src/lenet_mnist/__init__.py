@@ -11,7 +11,10 @@ The tutorial's steps, one public function each::
     result = lm.predict_digits(model, data.test_images)  # 9. digits and probabilities
 
 Names are imported on first use, so ``import lenet_mnist`` (and the command line's
-``--help``) does not start TensorFlow until a function that needs it is used.
+``--help``) does not start TensorFlow until a function that needs it is used. It does
+register the library's Keras classes (:class:`LeNet`, :class:`FusedBatchNorm`) as soon
+as Keras is imported, by anyone, so ``keras.saving.load_model`` loads files that name
+them whichever of the two packages is imported first.
 """
 
 from __future__ import annotations
@@ -93,6 +96,19 @@ def _public_names() -> dict[str, str]:
 
 _LOCATIONS = _public_names()
 __all__ = ["__version__", *sorted(_LOCATIONS)]
+
+
+def _register_keras_classes() -> None:
+    # Importing the modules runs their @keras.saving.register_keras_serializable.
+    importlib.import_module("lenet_mnist.models.batch_norm")
+    importlib.import_module("lenet_mnist.models.lenet")
+
+
+# Now if Keras is already imported; otherwise right after it is, without importing it.
+# (Imported by name: the facade's only ``from lenet_mnist... import`` lines are its table.)
+importlib.import_module("lenet_mnist._util.import_hook").when_imported(
+    "keras", _register_keras_classes
+)
 
 
 def __getattr__(name: str) -> object:

@@ -21,6 +21,10 @@ and takes the same input, named ``image``: ``(N, 28, 28, 1)`` float32 pixels in 
     Converted by Keras's own exporter, which uses tf2onnx: needs the optional extra
     ``lenet-mnist[onnx]``.
 
+A model built in bfloat16 mixed precision (the ``fast`` recipe's) is rebuilt in float32,
+with the same architecture and weights, before the ``tflite`` and ``onnx`` conversions:
+neither LiteRT's converter nor ONNX runtimes take bfloat16 convolutions.
+
 Files are written under a temporary name next to their destination and moved into
 place when complete, so an interrupted export never leaves a half-written model
 under ``path``.
@@ -65,19 +69,66 @@ EXPORT_FORMATS: Final[dict[str, str]] = {"saved_model": "", "tflite": ".tflite",
 _Outputs = dict[str, Any]
 
 
+def _one_line(error: BaseException) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__
+
+
+def _describe(value: Any, what: str) -> str:
+    """``value``'s structure in words: ``"2 outputs as a dict with keys ['a', 'b']"``."""
+    if isinstance(value, dict):
+        return f"{len(value)} {what} as a dict with keys {sorted(map(str, value))}"
+    if isinstance(value, list | tuple):
+        return f"{len(value)} {what} as a {type(value).__name__}"
+    return f"{what} of type {type(value).__name__}"
+
+
+def _structure(model: keras.Model, name: str) -> Any:
+    """``model.input`` or ``model.output`` (a tensor, list or dict), or ``None`` if unknown."""
+    try:
+        return getattr(model, name)
+    except (AttributeError, ValueError):  # a Sequential model never called
+        return None
+
+
 def _check_model(model: keras.Model) -> int:
-    """Check ``model`` maps ``(N, 28, 28, 1)`` images to ``(N, C)`` logits; return ``C``."""
+    """Check ``model`` maps ``(N, 28, 28, 1)`` images to ``(N, C)`` logits; return ``C``.
+
+    Every refusal is a one-line ``ValueError`` (or ``TypeError`` for a non-model),
+    raised before anything is written.
+    """
     import keras
 
     if not isinstance(model, keras.Model):
         raise TypeError(f"model must be a keras.Model, got {type(model).__name__}")
+    # A functional model states its inputs and outputs: check them before calling it.
+    inputs, outputs = getattr(model, "inputs", None), getattr(model, "outputs", None)
+    if isinstance(inputs, list) and isinstance(outputs, list):
+        given, returned = _structure(model, "input"), _structure(model, "output")
+        if len(inputs) != 1 or isinstance(given, dict):
+            raise ValueError(
+                "model must take one input, (N, 28, 28, 1) float32 images, got "
+                f"{_describe(given if given is not None else inputs, 'inputs')}"
+            )
+        if len(outputs) != 1 or isinstance(returned, dict):
+            raise ValueError(
+                "model must return one (N, classes) tensor of logits, got "
+                f"{_describe(returned if returned is not None else outputs, 'outputs')}"
+            )
     try:
         # A trial call also builds a subclassed model that was never called.
-        shape = tuple(model(np.zeros((2, 28, 28, 1), np.float32), training=False).shape)
+        output = model(np.zeros((2, 28, 28, 1), np.float32), training=False)
     except (ValueError, TypeError) as error:
         raise ValueError(
-            f"model must take (N, 28, 28, 1) float32 images, but calling it failed: {error}"
+            "model must take (N, 28, 28, 1) float32 images, but calling it failed: "
+            f"{_one_line(error)}"
         ) from error
+    if isinstance(output, dict | list | tuple) or not hasattr(output, "shape"):
+        raise ValueError(
+            "model must return one (N, classes) tensor of logits, got "
+            f"{_describe(output, 'outputs')}"
+        )
+    shape = tuple(output.shape)
     if len(shape) != 2 or shape[0] != 2:
         raise ValueError(f"model must return (N, classes) logits, got output shape {shape}")
     return int(shape[1])
@@ -285,7 +336,9 @@ def export_model(
     Raises:
         TypeError: ``model`` is not a ``keras.Model`` or ``int8`` is not a bool.
         ValueError: Unknown format, a wrong file suffix, a model that does not map
-            ``(N, 28, 28, 1)`` images to ``(N, C)`` logits, ``int8`` for a format other
+            ``(N, 28, 28, 1)`` images to one ``(N, C)`` tensor of logits (several
+            inputs, list or dict outputs: one line, before anything is written),
+            ``int8`` for a format other
             than ``tflite``, ``int8`` without ``calibration_images`` (or images given
             without ``int8``), or bad calibration images.
         FileExistsError: ``saved_model`` onto an existing path that is not a SavedModel.
@@ -315,6 +368,11 @@ def export_model(
     _check_destination(target, format)
     calibration = as_image_batch(calibration_images) if calibration_images is not None else None
     _check_model(model)
+    if format != "saved_model":
+        from lenet_mnist.models.portable import float32_copy
+
+        # LiteRT's converter and ONNX runtimes do not take bfloat16 convolutions.
+        model = float32_copy(model)
     target.parent.mkdir(parents=True, exist_ok=True)
     if format == "saved_model":
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))

@@ -30,6 +30,7 @@ from lenet_mnist.errors import ModelFileError, UnsafeModelError
 from lenet_mnist.models.batch_norm import FusedBatchNorm  # noqa: F401
 from lenet_mnist.models.file_path import check_model_path
 from lenet_mnist.models.lenet import LeNet  # noqa: F401
+from lenet_mnist.models.portable import standard_copy
 from lenet_mnist.models.provenance import FROM_FILE, record_origin
 
 __all__ = ["check_model_path", "load_model", "save_model"]
@@ -45,6 +46,13 @@ def save_model(model: keras.Model, path: str | os.PathLike[str]) -> Path:
     The file is written next to its destination under a temporary name and renamed
     into place, so an interrupted save never leaves a truncated file under ``path``
     (an existing file there stays intact until the new one is complete).
+
+    Each :class:`~lenet_mnist.FusedBatchNorm` is written as the
+    ``keras.layers.BatchNormalization`` it is equivalent to (same state, same
+    results), so the file of any :func:`~lenet_mnist.build_lenet` network loads with
+    plain ``keras.saving.load_model`` in a process that never imports lenet-mnist;
+    loading it gives Keras's layers back. A :class:`~lenet_mnist.LeNet` is saved as
+    itself and needs ``import lenet_mnist`` (which registers it with Keras) to load.
 
     Args:
         model: The model to save.
@@ -72,7 +80,7 @@ def save_model(model: keras.Model, path: str | os.PathLike[str]) -> Path:
     if optimizer is not None and not optimizer.built:
         # An unbuilt optimizer saves no slots and Keras warns when loading it back.
         optimizer.build(model.trainable_variables)
-    atomic_write(target, model.save)
+    atomic_write(target, standard_copy(model).save)
     return target
 
 

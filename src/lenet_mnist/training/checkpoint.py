@@ -37,6 +37,7 @@ from typing import Any, Final
 
 import keras
 
+from lenet_mnist.models.portable import load_weights
 from lenet_mnist.models.saving import save_model
 
 __all__ = [
@@ -263,7 +264,9 @@ def restore_checkpoint(model: keras.Model, state: CheckpointState) -> None:
         # Unbuilt optimizer slots would be skipped, silently restarting Adam's moments.
         optimizer.build(model.trainable_variables)
     try:
-        model.load_weights(state.model_path)
+        # Not model.load_weights: the file holds Keras's BatchNormalization where the
+        # model has FusedBatchNorm (see lenet_mnist.models.portable).
+        load_weights(model, state.model_path)
     except (ValueError, KeyError) as error:
         raise ValueError(
             f"cannot resume from {state.model_path}: its weights do not fit the model: {error}"
