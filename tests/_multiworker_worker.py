@@ -36,7 +36,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from conftest import make_tiny_data  # noqa: E402
 from lenet_mnist import MnistData, build_lenet, compile_model, load_mnist, save_model, train  # noqa: E402
-from lenet_mnist.training.multiworker import chief_write_path, is_chief  # noqa: E402
+from lenet_mnist.training.multiworker import (  # noqa: E402
+    agree_on_seed,
+    check_same_on_every_worker,
+    chief_write_path,
+    is_chief,
+)
 
 
 def load_data() -> MnistData:
@@ -113,6 +118,14 @@ with chief_write_path(settings["output"], strategy) as target:
     saved = save_model(model, target)
     saved_exists = saved.is_file()
 index = 0 if strategy is None else int(strategy.cluster_resolver.task_id)
+# What an unseeded run does with each worker's own random order seed, and what a worker
+# that read another checkpoint than the others meets.
+common_seed = agree_on_seed(strategy, 1000 + index)
+disagreement = None
+try:
+    check_same_on_every_worker(strategy, "a test value", index)
+except ValueError as error:
+    disagreement = str(error)
 result = {
     "history": history.history,
     "losses": record.losses,
@@ -123,6 +136,8 @@ result = {
     "chief": is_chief(strategy),
     "saved_to": str(saved),
     "saved_existed": saved_exists,
+    "common_seed": common_seed,
+    "disagreement": disagreement,
     "replicas": 1 if strategy is None else int(strategy.num_replicas_in_sync),
 }
 Path(f"{settings['result']}-{index}.json").write_text(json.dumps(result))

@@ -130,6 +130,16 @@ def test_two_workers_train_like_one_and_only_the_chief_writes(tmp_path: Path) ->
     for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
         np.testing.assert_allclose(chief["history"][key], alone["history"][key], rtol=1e-4)
     assert 0.2 < alone["history"]["val_accuracy"][0] <= 1.0
+    # Unseeded workers share one batch order; workers that disagree all refuse at once.
+    assert chief["common_seed"] == other["common_seed"] == 1000
+    assert alone["common_seed"] == 1000
+    assert alone["disagreement"] is None
+    assert chief["disagreement"] == (
+        "the workers disagree on a test value (every worker must see the same checkpoint "
+        "directory, e.g. on a shared filesystem), got 0 on this worker"
+    )
+    assert other["disagreement"] is not None
+    assert other["disagreement"].endswith("got 1 on this worker")
 
 
 @pytest.mark.slow

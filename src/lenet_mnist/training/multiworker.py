@@ -40,7 +40,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -49,6 +49,7 @@ import tensorflow as tf
 __all__ = [
     "KerasMultiWorkerMirroredStrategy",
     "agree",
+    "agree_on_seed",
     "check_same_on_every_worker",
     "chief_write_path",
     "is_chief",
@@ -308,12 +309,16 @@ def check_same_on_every_worker(
         )
 
 
-def describe(strategy: tf.distribute.Strategy) -> Mapping[str, object]:
-    """``{"task": "worker:1", "workers": 2, "chief": False}`` for a one-line status."""
-    resolver = strategy.cluster_resolver
-    jobs = resolver.cluster_spec().as_dict() if resolver is not None else {}
-    return {
-        "task": f"{resolver.task_type}:{resolver.task_id}" if resolver is not None else "?",
-        "workers": sum(len(t) for j, t in jobs.items() if j in JOB_TYPES),
-        "chief": is_chief(strategy),
-    }
+def agree_on_seed(strategy: tf.distribute.Strategy | None, seed: int) -> int:
+    """One seed for every worker: ``seed`` where all pass the same, else their mean.
+
+    A collective call (see :func:`agree`). An unseeded run draws a random batch order
+    on each worker; the workers must share one, or each would take its half of every
+    global batch from a different permutation.
+
+    Example:
+        >>> agree_on_seed(None, 7)
+        7
+    """
+    (mean,) = agree(strategy, [float(seed)])
+    return int(mean)

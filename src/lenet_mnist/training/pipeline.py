@@ -11,7 +11,9 @@
   through a shuffle buffer (refilling a 60,000-image buffer stalled every epoch's
   first step by about a second here);
 * random shifts (augmentation) are drawn from a stateless generator keyed by
-  ``(seed, epoch, step)``, so they repeat on resume too.
+  ``(seed, epoch, step)``, so they repeat on resume too;
+* under a multi-worker strategy each worker keeps its share of every global batch
+  (auto-shard policy ``DATA``, set explicitly: the data is in memory, not in files).
 """
 
 from __future__ import annotations

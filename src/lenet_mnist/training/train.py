@@ -37,7 +37,11 @@ from lenet_mnist.training.checkpoint import (
 from lenet_mnist.training.determinism import ReseedEachEpoch, order_seed, seed_run
 from lenet_mnist.training.distribute import check_model_strategy, strategy_scope
 from lenet_mnist.training.monitor import TargetAccuracy, check_target_accuracy
-from lenet_mnist.training.multiworker import check_same_on_every_worker, chief_write_path
+from lenet_mnist.training.multiworker import (
+    agree_on_seed,
+    check_same_on_every_worker,
+    chief_write_path,
+)
 from lenet_mnist.training.pipeline import make_dataset, steps_per_epoch
 
 __all__ = ["train"]
@@ -239,7 +243,7 @@ def train(
             train_images,
             train_labels,
             batch_size=batch_size,
-            seed=order_seed(seed),
+            seed=agree_on_seed(strategy, order_seed(seed)),
             initial_epoch=initial_epoch,
             epochs=epochs,
             drop_remainder=chosen.drop_remainder,
