@@ -36,6 +36,7 @@ to a temporary place that is removed afterwards: :func:`chief_write_path`.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -46,6 +47,8 @@ from typing import Any, Final
 
 import tensorflow as tf
 
+from lenet_mnist.recipes import Recipe
+
 __all__ = [
     "KerasMultiWorkerMirroredStrategy",
     "agree",
@@ -55,6 +58,7 @@ __all__ = [
     "is_chief",
     "is_multi_worker",
     "make_multi_worker_strategy",
+    "one_step_per_execution",
     "read_tf_config",
 ]
 
@@ -322,3 +326,21 @@ def agree_on_seed(strategy: tf.distribute.Strategy | None, seed: int) -> int:
     """
     (mean,) = agree(strategy, [float(seed)])
     return int(mean)
+
+
+def one_step_per_execution(recipe: Recipe, strategy: tf.distribute.Strategy | None) -> Recipe:
+    """``recipe``, with one step per execution under a multi-worker strategy.
+
+    Keras 3.15 runs a group of steps (``steps_per_execution`` > 1) as a
+    ``tf.while_loop`` over the distributed iterator's optional next batch, and under
+    ``MultiWorkerMirroredStrategy`` that graph fails at its first run ("You must feed a
+    value for placeholder tensor ..."); one step per call works.
+
+    Example:
+        >>> from lenet_mnist.recipes import get_recipe
+        >>> one_step_per_execution(get_recipe("fast"), None).steps_per_execution > 1
+        True
+    """
+    if strategy is None or not is_multi_worker(strategy) or recipe.steps_per_execution == 1:
+        return recipe
+    return dataclasses.replace(recipe, steps_per_execution=1)

@@ -41,6 +41,8 @@ from lenet_mnist.training.multiworker import (
     agree_on_seed,
     check_same_on_every_worker,
     chief_write_path,
+    is_multi_worker,
+    one_step_per_execution,
 )
 from lenet_mnist.training.pipeline import make_dataset, steps_per_epoch
 
@@ -197,6 +199,13 @@ def train(
                 f"batch_size must be a multiple of the strategy's {replicas} replicas, "
                 f"got {batch_size}"
             )
+        spe = getattr(model, "steps_per_execution", 1)
+        if chosen.legacy_fit and is_multi_worker(strategy) and spe != 1:
+            raise ValueError(
+                "multi-worker training runs one step per execution (Keras's grouped steps "
+                f"fail under MultiWorkerMirroredStrategy); compile with it, got "
+                f"steps_per_execution={spe}"
+            )
     train_images, train_labels = _split(data[0], data[1], "train")
     test_images, test_labels = _split(data[2], data[3], "test")
 
@@ -204,7 +213,12 @@ def train(
     steps = steps_per_epoch(len(train_images), batch_size, drop_remainder=chosen.drop_remainder)
     if not chosen.legacy_fit:
         with strategy_scope(strategy):
-            compile_for_recipe(model, chosen, steps * epochs, steps_per_epoch=steps)
+            compile_for_recipe(
+                model,
+                one_step_per_execution(chosen, strategy),
+                steps * epochs,
+                steps_per_epoch=steps,
+            )
 
     # Non-chief workers' checkpoints go to a scratch directory, removed at the end.
     with contextlib.ExitStack() as cleanup:
