@@ -6,6 +6,7 @@ process has a timeout, so a hung cluster fails the test instead of blocking CI.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -186,6 +187,10 @@ def test_a_cluster_that_lost_a_worker_resumes_and_finishes_with_the_uninterrupte
     state = load_checkpoint(checkpoints)
     assert state is not None
     assert state.epoch == 1
+    # The killed worker's scratch checkpoint stays behind (nothing runs on SIGKILL).
+    key = hashlib.sha256(os.fsencode(checkpoints.resolve())).hexdigest()[:16]
+    leftover = Path(os.environ["LENET_MNIST_CACHE"]) / "worker-scratch" / f"worker-1-{key}"
+    assert (leftover / "checkpoints" / "latest.json").is_file()
     assert not (tmp_path / "model.keras").exists()
 
     # Restart both (on new ports): they resume after epoch 1 and finish; a second
@@ -195,6 +200,8 @@ def test_a_cluster_that_lost_a_worker_resumes_and_finishes_with_the_uninterrupte
     assert resumed["trained_again"] == resumed_other["trained_again"] == []
     assert len(resumed["history"]["loss"]) == 3
     assert (tmp_path / "model.keras").is_file()
+    # The restarted worker removed it.
+    assert not leftover.exists()
     # Only the chief wrote checkpoints: one, in the shared directory.
     final = load_checkpoint(checkpoints)
     assert final is not None

@@ -37,16 +37,17 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Final
 
 import tensorflow as tf
 
+from lenet_mnist.data.locate import cache_dir
 from lenet_mnist.recipes import Recipe
 
 __all__ = [
@@ -249,26 +250,37 @@ def chief_write_path(
     """Where this worker writes ``path``: itself on the chief, a temporary twin elsewhere.
 
     Every worker must save (saving may read distributed variables, which all workers
-    take part in), but only the chief's file is kept: the others write into a fresh
-    temporary directory, removed when the ``with`` block ends -- the pattern of
-    TensorFlow's multi-worker tutorial.
+    take part in), but only the chief's file is kept: the others write into a scratch
+    directory of their own under the library's cache (``LENET_MNIST_CACHE``, else
+    ``~/.cache/lenet-mnist``), removed when the ``with`` block ends -- the pattern of
+    TensorFlow's multi-worker tutorial. A worker that was killed inside the block
+    left its scratch behind; the same worker saving the same path removes it first.
 
     Args:
         path: The file or directory the chief writes.
         strategy: The training strategy, or ``None`` (then always ``path``).
 
     Yields:
-        ``Path(path)`` on the chief; ``TMP/<name of path>`` on the other workers.
+        ``Path(path)`` on the chief; ``SCRATCH/<name of path>`` on the other workers.
 
     Example:
         >>> with chief_write_path("model.keras", None) as target:
         ...     str(target)
         'model.keras'
     """
-    if is_chief(strategy):
+    if strategy is None or is_chief(strategy):
         yield Path(path)
         return
-    scratch = Path(tempfile.mkdtemp(prefix="lenet-mnist-worker-"))
+    resolver = strategy.cluster_resolver
+    # One fixed place per (task, target) in the user's own cache, not a fresh one in
+    # the shared /tmp: a worker killed mid-save (no cleanup runs) leaves its scratch
+    # there, and the restarted worker removes it before writing again.
+    key = hashlib.sha256(os.fsencode(Path(path).resolve())).hexdigest()[:16]
+    scratch = (
+        cache_dir().parent / "worker-scratch" / f"{resolver.task_type}-{resolver.task_id}-{key}"
+    )
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True, mode=0o700)
     try:
         yield scratch / Path(path).name
     finally:
