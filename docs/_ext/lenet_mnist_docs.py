@@ -54,6 +54,7 @@ _MODULE_ORDER = (
     "training.determinism",
     "training.checkpoint",
     "training.distribute",
+    "training.multiworker",
     "training.history",
     "images",
     "images.prepare",
