@@ -121,6 +121,17 @@ index = 0 if strategy is None else int(strategy.cluster_resolver.task_id)
 # What an unseeded run does with each worker's own random order seed, and what a worker
 # that read another checkpoint than the others meets.
 common_seed = agree_on_seed(strategy, 1000 + index)
+grouped_error = None
+if multi:  # a model compiled with grouped steps is refused, before any work
+    with strategy_scope(strategy):
+        grouped = build_lenet(seed=1)
+        grouped.compile(
+            optimizer="adam", loss="sparse_categorical_crossentropy", steps_per_execution=2
+        )
+    try:
+        train(grouped, data, epochs=1, batch_size=32, verbose=0, strategy=strategy)
+    except ValueError as error:
+        grouped_error = str(error)
 disagreement = None
 try:
     check_same_on_every_worker(strategy, "a test value", index)
@@ -137,6 +148,7 @@ result = {
     "saved_to": str(saved),
     "saved_existed": saved_exists,
     "common_seed": common_seed,
+    "grouped_error": grouped_error,
     "disagreement": disagreement,
     "replicas": 1 if strategy is None else int(strategy.num_replicas_in_sync),
 }

@@ -131,6 +131,12 @@ def test_two_workers_train_like_one_and_only_the_chief_writes(tmp_path: Path) ->
     for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
         np.testing.assert_allclose(chief["history"][key], alone["history"][key], rtol=1e-4)
     assert 0.2 < alone["history"]["val_accuracy"][0] <= 1.0
+    # Keras's grouped steps fail under the strategy: refused before any work.
+    for worker in (chief, other):
+        assert worker["grouped_error"] == (
+            "multi-worker training runs one step per execution (Keras's grouped steps fail "
+            "under MultiWorkerMirroredStrategy); compile with it, got steps_per_execution=2"
+        )
     # Unseeded workers share one batch order; workers that disagree all refuse at once.
     assert chief["common_seed"] == other["common_seed"] == 1000
     assert alone["common_seed"] == 1000

@@ -26,7 +26,9 @@ The strategy made here is a ``tf.distribute.MultiWorkerMirroredStrategy`` whose
 scalar's ``axis`` (within-replica reduction of a single number: the number itself) is
 ignored. Every other call behaves exactly as TensorFlow's. The training step itself is
 Keras's, run by ``strategy.run``, with the gradients all-reduced by TensorFlow's
-collective ops.
+collective ops. A third limitation has no such fix: Keras's grouped steps
+(``steps_per_execution`` > 1) fail under this strategy, so :func:`lenet_mnist.train`
+runs one step per call there (:func:`one_step_per_execution`).
 
 Only the chief (task ``chief``, else worker 0) should write results; the other workers
 must still take part in every save (it may read distributed variables), so they write
