@@ -70,6 +70,7 @@ def _cmd_train(args: argparse.Namespace, out: TextIO) -> int:
     from lenet_mnist.recipes import build_recipe_model, get_recipe
     from lenet_mnist.training.distribute import make_strategy, strategy_scope
     from lenet_mnist.training.history import history_path_for, save_history
+    from lenet_mnist.training.multiworker import chief_write_path, is_chief
     from lenet_mnist.training.train import train
 
     recipe = get_recipe(
@@ -77,8 +78,10 @@ def _cmd_train(args: argparse.Namespace, out: TextIO) -> int:
         variant=args.variant,
         learning_rate=args.learning_rate,
     )
-    data = _load_data(args)
+    # First: TF_CONFIG is checked before any work, and a multi-worker strategy must
+    # exist before TensorFlow runs anything.
     strategy = make_strategy(args.distribute) if args.distribute else None
+    data = _load_data(args)
     with strategy_scope(strategy):
         model = build_recipe_model(recipe, seed=args.seed)
     started = time.perf_counter()
@@ -97,9 +100,12 @@ def _cmd_train(args: argparse.Namespace, out: TextIO) -> int:
     )
     report = evaluate_model(model, data, class_names=class_names(args.dataset))
     if strategy is not None:
-        print(f"trained on {strategy.num_replicas_in_sync} replicas (mirrored)", file=out)
-    path = save_model(model, args.output)
-    history_file = save_history(history, history_path_for(path))
+        print(f"trained on {strategy.num_replicas_in_sync} replicas ({args.distribute})", file=out)
+    # Every worker saves (saving may read distributed variables); only the chief keeps it.
+    with chief_write_path(args.output, strategy) as target:
+        path = save_model(model, target)
+        history_file = save_history(history, history_path_for(path))
+    chief = is_chief(strategy)
     seconds = time.perf_counter() - started
     print(f"test accuracy: {report.accuracy:.4f} (loss {report.loss:.4f})", file=out)
     val_accuracy = history.history.get("val_accuracy", [])
@@ -112,6 +118,9 @@ def _cmd_train(args: argparse.Namespace, out: TextIO) -> int:
             f"{val_accuracy[best]:.4f} after epoch {best + 1}",
             file=out,
         )
+    if not chief:
+        print("not the chief worker: the chief saves the model, history and plots", file=out)
+        return 0
     print(f"model saved to {path}, training history to {history_file}", file=out)
     if args.plot_history is not None:
         from lenet_mnist.report.figures import plot_history

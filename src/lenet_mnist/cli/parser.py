@@ -110,7 +110,9 @@ def _train_parser(commands: Any) -> None:
         choices=sorted(STRATEGIES),
         default=None,
         help="train data-parallel: mirrored = tf.distribute.MirroredStrategy over every "
-        "local GPU (else the CPU); --batch-size is then the global batch",
+        "local GPU (else the CPU); multi_worker = MultiWorkerMirroredStrategy over the "
+        "cluster in TF_CONFIG (run the same command on every worker; only the chief "
+        "writes files). --batch-size is then the global batch",
     )
     _add_dataset(train)
     train.add_argument(

@@ -14,9 +14,9 @@ between them and all-reduces the gradients. What a caller must do is create the 
 whose variables were created outside the strategy, which would otherwise silently
 train on one device.
 
-``MultiWorkerMirroredStrategy`` (several processes or machines) is not offered: with
-Keras 3 (checked with 3.15.1 on TensorFlow 2.21), ``Model.fit`` fails in its first
-step on every worker; see the Deploy page of the documentation.
+``make_strategy("multi_worker")`` trains on several processes or machines described by
+``TF_CONFIG``, with a ``MultiWorkerMirroredStrategy`` that works around Keras 3's
+incompatibility with it (see :mod:`lenet_mnist.training.multiworker`).
 """
 
 from __future__ import annotations
@@ -41,12 +41,14 @@ __all__ = [
 ]
 
 #: The names of the strategies :func:`make_strategy` makes.
-DistributeName = Literal["mirrored"]
+DistributeName = Literal["mirrored", "multi_worker"]
 
 #: The strategies :func:`make_strategy` makes, with a one-line description each.
 STRATEGIES: Final[dict[str, str]] = {
     "mirrored": "tf.distribute.MirroredStrategy: one replica per local GPU (or the CPU), "
     "synchronous all-reduce",
+    "multi_worker": "tf.distribute.MultiWorkerMirroredStrategy: one replica per worker process "
+    "of the cluster TF_CONFIG describes, synchronous collective all-reduce",
 }
 
 
@@ -57,18 +59,23 @@ def make_strategy(
 
     Args:
         name: ``"mirrored"``: ``tf.distribute.MirroredStrategy``, synchronous data
-            parallelism over the devices of this machine.
+            parallelism over the devices of this machine. ``"multi_worker"``: a
+            ``tf.distribute.MultiWorkerMirroredStrategy`` over the cluster the
+            ``TF_CONFIG`` environment variable describes (checked first; see
+            :mod:`lenet_mnist.training.multiworker`); create it before any other
+            TensorFlow work.
         devices: The devices to mirror over, such as ``["/gpu:0", "/gpu:1"]``;
             ``None`` takes every logical GPU, or else every logical CPU device (one,
             unless the process split the CPU with
-            ``tf.config.set_logical_device_configuration``).
+            ``tf.config.set_logical_device_configuration``). Only for ``"mirrored"``.
 
     Returns:
         The strategy; ``strategy.num_replicas_in_sync`` says how many replicas share
         each global batch.
 
     Raises:
-        ValueError: Unknown ``name``, or an empty ``devices``.
+        ValueError: Unknown ``name``, an empty ``devices``, ``devices`` with
+            ``"multi_worker"``, or a missing or invalid ``TF_CONFIG``.
         TypeError: ``devices`` is not a sequence of device-name strings.
 
     Example:
@@ -76,6 +83,15 @@ def make_strategy(
         1
     """
     check_choice("strategy", name, STRATEGIES)
+    if name == "multi_worker":
+        if devices is not None:
+            raise ValueError(
+                f"devices is only for 'mirrored'; a multi-worker cluster comes from TF_CONFIG, "
+                f"got {devices!r}"
+            )
+        from lenet_mnist.training.multiworker import make_multi_worker_strategy
+
+        return make_multi_worker_strategy()
     import tensorflow as tf
 
     if devices is not None:

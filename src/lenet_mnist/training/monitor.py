@@ -18,6 +18,7 @@ import tensorflow as tf
 
 # Defined with the other bounds (importable without TensorFlow); re-exported here.
 from lenet_mnist.training.limits import check_target_accuracy
+from lenet_mnist.training.multiworker import agree
 
 __all__ = ["TargetAccuracy", "check_target_accuracy"]
 
@@ -74,6 +75,11 @@ class TargetAccuracy(keras.callbacks.Callback):  # type: ignore[misc]
     of steps: it evaluates at the first group end at or after each multiple of
     ``every``.
 
+    Under a multi-worker strategy (``strategy``) every worker evaluates the whole test
+    split on its own copy of the weights, and the results are averaged over the
+    workers (a collective call at the same step everywhere), so every worker takes the
+    same stop decision at the same step.
+
     Attributes:
         evaluations: ``(step, accuracy)`` of every evaluation of the test split so
             far, in order (``step`` counts the run's gradient steps from 0).
@@ -90,8 +96,10 @@ class TargetAccuracy(keras.callbacks.Callback):  # type: ignore[misc]
         target: float | None = None,
         every: int = 0,
         start_step: int = 0,
+        strategy: tf.distribute.Strategy | None = None,
     ) -> None:
         super().__init__()
+        self._strategy = strategy
         self._images, self._labels = images, labels
         self._evaluate: _TestEvaluator | None = None
         self.target = target
@@ -116,7 +124,7 @@ class TargetAccuracy(keras.callbacks.Callback):  # type: ignore[misc]
             return self._last[1], self._last[2]
         if self._evaluate is None:
             raise RuntimeError("TargetAccuracy was used outside model.fit, got no model")
-        accuracy, loss = self._evaluate()
+        accuracy, loss = agree(self._strategy, self._evaluate())
         self._last = (self._step, accuracy, loss)
         self.evaluations.append((self._step, accuracy))
         if self.target is not None and self.reached is None and accuracy >= self.target:

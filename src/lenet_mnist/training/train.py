@@ -11,6 +11,7 @@ are composed around ``model.fit``: seeding and determinism
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from collections.abc import Sequence
@@ -42,6 +43,13 @@ from lenet_mnist.training.determinism import (
 from lenet_mnist.training.distribute import check_model_strategy, strategy_scope
 from lenet_mnist.training.limits import check_batch_size
 from lenet_mnist.training.monitor import TargetAccuracy, check_target_accuracy
+from lenet_mnist.training.multiworker import (
+    agree_on_seed,
+    check_same_on_every_worker,
+    chief_write_path,
+    is_multi_worker,
+    one_step_per_execution,
+)
 from lenet_mnist.training.pipeline import make_dataset, steps_per_epoch
 
 __all__ = ["train"]
@@ -133,7 +141,11 @@ def train(
             :mod:`lenet_mnist.training.distribute`). The model must have been created
             (and, for the tutorial's recipe, compiled) inside ``strategy.scope()``;
             ``batch_size`` is then the global batch, split evenly between the
-            ``strategy.num_replicas_in_sync`` replicas.
+            ``strategy.num_replicas_in_sync`` replicas. With
+            ``make_strategy("multi_worker")`` every worker calls ``train`` with the
+            same arguments; only the chief writes checkpoints (every worker reads
+            them, so ``checkpoint_dir`` must be the same shared directory for all),
+            and the test-accuracy checks agree on every worker.
         recipe: ``"tutorial"`` (the default), ``"fast"``, ``"best"`` or a
             :class:`~lenet_mnist.recipes.Recipe`; see :mod:`lenet_mnist.recipes`.
             Build the model with :func:`~lenet_mnist.recipes.build_recipe_model` to get
@@ -199,6 +211,13 @@ def train(
                 f"batch_size must be a multiple of the strategy's {replicas} replicas, "
                 f"got {batch_size}"
             )
+        spe = getattr(model, "steps_per_execution", 1)
+        if chosen.legacy_fit and is_multi_worker(strategy) and spe != 1:
+            raise ValueError(
+                "multi-worker training runs one step per execution (Keras's grouped steps "
+                f"fail under MultiWorkerMirroredStrategy); compile with it, got "
+                f"steps_per_execution={spe}"
+            )
     train_images, train_labels = _split(data[0], data[1], "train")
     test_images, test_labels = _split(data[2], data[3], "test")
 
@@ -206,64 +225,82 @@ def train(
     steps = steps_per_epoch(len(train_images), batch_size, drop_remainder=chosen.drop_remainder)
     if not chosen.legacy_fit:
         with strategy_scope(strategy):
-            compile_for_recipe(model, chosen, steps * epochs, steps_per_epoch=steps)
+            compile_for_recipe(
+                model,
+                one_step_per_execution(chosen, strategy),
+                steps * epochs,
+                steps_per_epoch=steps,
+            )
 
-    initial_epoch = 0
-    checkpoint: EpochCheckpoint | None = None
-    if checkpoint_dir is not None:
-        config = run_config(
-            model,
+    # Non-chief workers' checkpoints go to a scratch directory, removed at the end.
+    with contextlib.ExitStack() as cleanup:
+        initial_epoch = 0
+        checkpoint: EpochCheckpoint | None = None
+        if checkpoint_dir is not None:
+            config = run_config(
+                model,
+                batch_size=batch_size,
+                seed=seed,
+                num_train=len(train_images),
+                recipe=chosen.name,
+            )
+            state = load_checkpoint(checkpoint_dir)
+            # Workers resuming from different epochs would wait for each other forever.
+            check_same_on_every_worker(
+                strategy,
+                "the checkpoint to resume",
+                0 if state is None else 2 * state.epoch + state.stopped,
+            )
+            if state is not None:
+                check_compatible(state, config)
+                with strategy_scope(strategy):
+                    restore_checkpoint(model, state)
+                if state.epoch >= epochs or state.stopped:
+                    return history_from(model, state.history)
+                initial_epoch = state.epoch
+            checkpoint_write_dir = cleanup.enter_context(chief_write_path(checkpoint_dir, strategy))
+            checkpoint = EpochCheckpoint(
+                checkpoint_write_dir,
+                config=config,
+                history=None if state is None else state.history,
+            )
+
+        dataset, steps = make_dataset(
+            train_images,
+            train_labels,
             batch_size=batch_size,
-            seed=seed,
-            num_train=len(train_images),
-            recipe=chosen.name,
+            seed=agree_on_seed(strategy, order_seed(seed)),
+            initial_epoch=initial_epoch,
+            epochs=epochs,
+            drop_remainder=chosen.drop_remainder,
+            max_shift=chosen.max_shift,
         )
-        state = load_checkpoint(checkpoint_dir)
-        if state is not None:
-            check_compatible(state, config)
-            restore_checkpoint(model, state)
-            if state.epoch >= epochs or state.stopped:
-                return history_from(model, state.history)
-            initial_epoch = state.epoch
-        checkpoint = EpochCheckpoint(
-            checkpoint_dir, config=config, history=None if state is None else state.history
+        monitor = TargetAccuracy(
+            test_images,
+            test_labels,
+            target=target,
+            every=chosen.eval_every,
+            start_step=max(0, math.ceil(chosen.eval_from * steps * epochs) - initial_epoch * steps),
+            strategy=strategy,
         )
-
-    dataset, steps = make_dataset(
-        train_images,
-        train_labels,
-        batch_size=batch_size,
-        seed=order_seed(seed),
-        initial_epoch=initial_epoch,
-        epochs=epochs,
-        drop_remainder=chosen.drop_remainder,
-        max_shift=chosen.max_shift,
-    )
-    monitor = TargetAccuracy(
-        test_images,
-        test_labels,
-        target=target,
-        every=chosen.eval_every,
-        start_step=max(0, math.ceil(chosen.eval_from * steps * epochs) - initial_epoch * steps),
-    )
-    # The monitor goes first, so the epoch's val_ entries are in the logs every later
-    # callback (the caller's, the checkpoint, History, the progress bar) sees.
-    parts: list[keras.callbacks.Callback] = [monitor, *callbacks]
-    if seed is not None:
-        parts.append(ReseedEachEpoch(seed))
-    if checkpoint is not None:
-        parts.append(checkpoint)
-    history = model.fit(
-        dataset,
-        steps_per_epoch=steps,
-        epochs=epochs,
-        initial_epoch=initial_epoch,
-        verbose=verbose,
-        callbacks=parts,
-        shuffle=False,  # the pipeline orders every epoch itself
-    )
-    if checkpoint is None:
-        return history
-    merged = history_from(model, checkpoint.history)
-    merged.params = getattr(history, "params", {})
-    return merged
+        # The monitor goes first, so the epoch's val_ entries are in the logs every later
+        # callback (the caller's, the checkpoint, History, the progress bar) sees.
+        parts: list[keras.callbacks.Callback] = [monitor, *callbacks]
+        if seed is not None:
+            parts.append(ReseedEachEpoch(seed))
+        if checkpoint is not None:
+            parts.append(checkpoint)
+        history = model.fit(
+            dataset,
+            steps_per_epoch=steps,
+            epochs=epochs,
+            initial_epoch=initial_epoch,
+            verbose=verbose,
+            callbacks=parts,
+            shuffle=False,  # the pipeline orders every epoch itself
+        )
+        if checkpoint is None:
+            return history
+        merged = history_from(model, checkpoint.history)
+        merged.params = getattr(history, "params", {})
+        return merged
