@@ -58,6 +58,7 @@ from lenet_mnist.errors import ModelFileError, UnsafeModelError
 from lenet_mnist.lenet import LeNet
 
 __all__ = [
+    "ALLOWED_LAYERS",
     "DEFAULT_MAX_BYTES",
     "DEFAULT_MAX_CONFIG_BYTES",
     "DEFAULT_MAX_DEPTH",
@@ -69,10 +70,12 @@ __all__ = [
 
 #: Largest ``.keras`` file read, and largest total of its members once decompressed.
 DEFAULT_MAX_BYTES: Final = 64 * 1024 * 1024
-#: Largest ``config.json``. The library's largest is 20 KB; parsed JSON can take ~20x
-#: its size in Python objects, so this also bounds the parser's memory.
+#: Largest ``config.json``. The library's largest is 19.5 KB; parsed JSON can take up
+#: to ~25x its size in Python objects (48 MiB for 2 MiB of ``{},``), so this also
+#: bounds the parser's memory.
 DEFAULT_MAX_CONFIG_BYTES: Final = 2 * 1024 * 1024
-#: Deepest nesting of lists and objects in ``config.json`` (the library's: 11).
+#: Deepest nesting of lists and objects in ``config.json`` (the library's: 10; a
+#: frozen model nested in another: 14).
 DEFAULT_MAX_DEPTH: Final = 64
 #: Most layers (counted in nested models too) and most layer calls. The library's
 #: models have at most 22; Keras took 1.4 s here to rebuild a chain of 256.
@@ -179,12 +182,22 @@ def _central_directory(name: str, data: bytes) -> tuple[list[_Entry], int]:
         )
     if disk or cd_disk or on_disk != total:
         raise _not_keras(name, f"a multi-volume zip archive, got disk {disk}")
+    if end >= 20 and data[end - 20 : end - 16] == b"PK\x06\x07":
+        # A zip64 archive (more than 65,535 members, or 4 GiB): Keras never writes one.
+        # Its real member count, for the message, is in the zip64 end record.
+        (record,) = struct.unpack_from("<Q", data, end - 12)
+        if record + 56 <= end - 20 and data[record : record + 4] == b"PK\x06\x06":
+            (total,) = struct.unpack_from("<Q", data, record + 32)
+        raise _not_keras(
+            name,
+            f"a .keras archive has exactly the members {', '.join(MEMBERS)}, "
+            f"got a zip64 archive of {total} members",
+        )
     if total > 16:
         # Refused before reading the directory: 100,000 entries cost seconds to parse.
         raise _not_keras(
             name,
-            f"a .keras archive has exactly the members {', '.join(MEMBERS)}, "
-            f"got {total} members",
+            f"a .keras archive has exactly the members {', '.join(MEMBERS)}, got {total} members",
         )
     if cd_offset + cd_size != end or cd_size > 64 * 1024:
         raise _not_keras(name, "the zip central directory is not where its end record says")
@@ -341,9 +354,10 @@ def _read_members(name: str, data: bytes, max_bytes: int, max_config: int) -> di
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             for entry in entries:
-                limit = limits.get(entry.name, max_bytes)
-                # Reads stop at the declared size (checked above) and at the limit, and
-                # inflate at most that much: a header that lies costs nothing.
+                limit = min(limits.get(entry.name, max_bytes), entry.size)
+                # zipfile inflates at most what is asked for and stops at the declared
+                # size (checked against the limits above): a header that understates
+                # the content costs no more than it states.
                 with archive.open(entry.name) as member:
                     content = member.read(limit + 1)
                     if len(content) > limit or member.read(1):
@@ -381,8 +395,8 @@ def _json_depth(raw: bytes) -> int:
     )
     if brackets.size == 0:
         return 0
-    steps = np.where((brackets == ord("[")) | (brackets == ord("{")), 1, -1)
-    return int(np.cumsum(steps).max())
+    steps = np.where((brackets == ord("[")) | (brackets == ord("{")), 1, -1).astype(np.int32)
+    return int(np.cumsum(steps, dtype=np.int32).max())
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -456,6 +470,8 @@ _KERAS_LAYERS: Final = (
     "UpSampling2D",
     "ZeroPadding2D",
 )
+#: The Keras layers (``keras.layers.X``) a model file may contain.
+ALLOWED_LAYERS: Final = _KERAS_LAYERS
 _INITIALIZERS: Final = (
     "Constant",
     "GlorotNormal",
@@ -719,6 +735,10 @@ def _category(record: dict[str, Any]) -> str | None:
     return found[0] if found else None
 
 
+def _a(noun: str) -> str:
+    return f"{'an' if noun[0] in 'aeiou' else 'a'} {noun}"
+
+
 def _join(path: str, key: str | int) -> str:
     if isinstance(key, int):
         return f"{path}[{key}]"
@@ -861,7 +881,9 @@ class _Checker:
         if node["class_name"] == "function":
             if category not in (_LOSS, _METRIC):
                 raise self.unsafe(
-                    f"the function {node.get('config')!r}", path, f"a function is not a {category}"
+                    f"the function {node.get('config')!r}",
+                    path,
+                    f"a function is not {_a(category)}",
                 )
             return "function", {}
         found = _category(node)
@@ -869,7 +891,7 @@ class _Checker:
             raise self.unsafe(
                 _describe(node),
                 path,
-                f"not a {category}" if found is None else f"a {found} is not a {category}",
+                f"not {_a(category)}" if found is None else f"{_a(found)} is not {_a(category)}",
             )
         allowed_keys = {"module", "class_name", "config", "registered_name", "shared_object_id"}
         if category in (_LAYER, _MODEL):
@@ -2316,13 +2338,17 @@ class _WeightsWalk:
     def bad(self, path: str, why: str) -> ModelFileError:
         return ModelFileError(f"{self.name}: model.weights.h5: {why}, got it at /{path}")
 
-    def children(self, group: h5py.Group, path: str) -> Iterator[tuple[str, str, Any]]:
-        """(name, path, object) of a group's members, refusing links that are not plain hard links."""
-        count = group.id.get_num_objs()
-        self.objects += count
+    def children(
+        self, group: h5py.Group, path: str, attributes: frozenset[str] = frozenset()
+    ) -> Iterator[tuple[str, str, Any]]:
+        """(name, path, object) of a group's members, refusing links that are not plain hard links.
+
+        ``attributes``: the names of the attributes the group may have.
+        """
+        self.objects += len(group)
         if self.objects > self.max_objects:
             raise self.bad(path, f"more than {self.max_objects} objects for a model of this size")
-        if len(group.attrs) > (1 if path.endswith("vars") else 0):
+        if len(group.attrs) > len(attributes) or not set(group.attrs) <= attributes:
             raise self.unsafe(path, "attributes Keras never writes")
         for key in group:
             child = f"{path}/{key}" if path else key
@@ -2382,13 +2408,18 @@ class _WeightsWalk:
             chain = chain if optimizer_of is not None else (*chain, label)
         for key, child, obj in members:
             if key == "vars":
-                found = []
-                datasets = list(self.children(obj, child))
-                for index in range(len(datasets)):
-                    match = [d for d in datasets if d[0] == str(index)]
-                    if len(match) != 1 or not isinstance(match[0][2], h5py.Dataset):
-                        raise self.bad(child, f"variables not numbered 0 to {len(datasets) - 1}")
-                    found.append(self.dataset(match[0][2], match[0][1]))
+                datasets = {
+                    index: (where, item)
+                    for index, where, item in self.children(obj, child, frozenset({"name"}))
+                }
+                if set(datasets) != {str(index) for index in range(len(datasets))} or not all(
+                    isinstance(item, h5py.Dataset) for _, item in datasets.values()
+                ):
+                    raise self.bad(child, f"variables not numbered 0 to {len(datasets) - 1}")
+                found = [
+                    self.dataset(datasets[str(index)][1], datasets[str(index)][0])
+                    for index in range(len(datasets))
+                ]
                 target = self.optimizers if optimizer_of is not None else self.entries
                 where = optimizer_of if optimizer_of is not None else chain
                 if where in target:
