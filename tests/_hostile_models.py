@@ -12,6 +12,9 @@ import io
 import json
 import os
 import struct
+import subprocess
+import sys
+import textwrap
 import zipfile
 import zlib
 from collections.abc import Callable
@@ -462,16 +465,16 @@ def make_lying_header(directory: Path) -> Path:
     )
 
 
-def make_compressed_weights_bomb(directory: Path) -> Path:
-    """A weights member of 1 GiB of zeros, deflated to about 1 MB, honestly declared."""
+def make_compressed_weights_bomb(directory: Path, size: int = 1 << 30) -> Path:
+    """A weights member of ``size`` zeros (1 GiB: 1 MB deflated), honestly declared."""
     config, _ = parts(seed_model(directory))
-    stream, crc = _deflate_zeros(1 << 30)
+    stream, crc = _deflate_zeros(size)
     return _raw_zip(
-        directory / "weights-bomb.keras",
+        directory / f"weights-bomb-{size}.keras",
         [
             _stored("metadata.json", METADATA.encode()),
             _stored("config.json", json.dumps(config).encode()),
-            ("model.weights.h5", stream, 8, crc, 1 << 30),
+            ("model.weights.h5", stream, 8, crc, size),
         ],
     )
 
@@ -643,6 +646,13 @@ def make_deep_json(directory: Path, depth: int = 100_000) -> Path:
     return write_archive(directory / "deep.keras", config, empty_weights())
 
 
+def make_wide_json(directory: Path, item: bytes = b"{}") -> Path:
+    """config.json of nearly 2 MiB (the default limit) of one tiny value repeated."""
+    count = (2 * 1024 * 1024 - 2) // (len(item) + 1)
+    config = b"[" + b",".join([item] * count) + b"]"
+    return write_archive(directory / "wide.keras", config, empty_weights())
+
+
 def make_layer_chain(directory: Path, length: int = 1000) -> Path:
     layers = [input_layer("x", [None, 1])]
     previous = "x"
@@ -678,17 +688,14 @@ def make_torch_module(directory: Path) -> Path:
 # --- 9. the published cases ------------------------------------------------------------
 
 
-def make_get_file(directory: Path, port: int = 9) -> Path:
+def make_get_file(directory: Path, port: int | None = None) -> Path:
+    """``keras.utils.get_file`` as an initializer; with ``port``, also a call's ``origin``."""
+
     def fetch(config: dict[str, Any]) -> None:
-        layer_named(config, "fc1")["config"]["kernel_initializer"] = {
-            "module": "keras.utils",
-            "class_name": "function",
-            "config": "get_file",
-            "registered_name": None,
-        }
-        layer_named(config, "fc1")["inbound_nodes"][0]["kwargs"] = {
-            "origin": f"http://127.0.0.1:{port}/x"
-        }
+        fc1 = layer_named(config, "fc1")
+        fc1["config"]["kernel_initializer"] = function("keras.utils", "get_file")
+        if port is not None:
+            fc1["inbound_nodes"][0]["kwargs"] = {"origin": f"http://127.0.0.1:{port}/x"}
 
     return rewritten(directory, "get-file.keras", fetch)
 
@@ -845,7 +852,13 @@ ATTACKS: dict[str, Attack] = {
         make_build_config_mismatch, "ModelFileError", r"Keras would build the layer for", heavy=True
     ),
     "compressed-weights bomb (1 GiB)": Attack(
-        make_compressed_weights_bomb, "ModelFileError", r"declares more than the limit", heavy=True
+        make_compressed_weights_bomb, "ModelFileError", r"would inflate more than 32:1", heavy=True
+    ),
+    "compressed-weights bomb within the size limit (16 MiB)": Attack(
+        lambda d: make_compressed_weights_bomb(d, 16 << 20),
+        "ModelFileError",
+        r"would inflate more than 32:1 .* got 16777216 bytes from",
+        heavy=True,
     ),
     "HDF5 gzip bomb dataset (4 GiB)": Attack(
         make_h5_gzip_bomb, "UnsafeModelError", r"filtered", heavy=True
@@ -866,6 +879,9 @@ ATTACKS: dict[str, Attack] = {
     "deeply nested JSON": Attack(
         make_deep_json, "ModelFileError", r"deeper than the limit of 64", heavy=True
     ),
+    "2 MiB config.json of 700k empty objects": Attack(
+        make_wide_json, "ModelFileError", r"expected a model record, got list", heavy=True
+    ),
     "1,000-layer chain": Attack(
         make_layer_chain, "ModelFileError", r"more layers than the limit of 256", heavy=True
     ),
@@ -885,3 +901,53 @@ ATTACKS: dict[str, Attack] = {
     "FIFO": Attack(make_fifo, "ModelFileError", r"not a regular file"),
     "1 GiB file": Attack(make_huge_file, "ModelFileError", r"larger than the limit", heavy=True),
 }
+
+
+# --- measuring a refusal ---------------------------------------------------------------
+
+MEASURE_SCRIPT = textwrap.dedent(
+    """
+    import json, os, re, sys, time
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import h5py, keras, numpy, tensorflow
+    import lenet_mnist as lm
+    import lenet_mnist.serialization
+
+    def status(key):
+        with open("/proc/self/status") as file:
+            return int(re.search(key + r":\\s+(\\d+) kB", file.read()).group(1)) * 1024
+
+    baseline = status("VmRSS")
+    with open("/proc/self/clear_refs", "w") as file:
+        file.write("5")  # the peak (VmHWM) starts again from the current size
+    started = time.perf_counter()
+    try:
+        lm.load_model(sys.argv[1], **json.loads(sys.argv[2]))
+        outcome = ["loaded", ""]
+    except Exception as error:
+        outcome = [type(error).__name__, str(error)]
+    seconds = time.perf_counter() - started
+    print(json.dumps({"outcome": outcome, "seconds": seconds,
+                      "peak_above_baseline": status("VmHWM") - baseline}))
+    """
+)
+
+
+def measure_in_fresh_process(path: Path, **limits: int) -> dict[str, Any]:
+    """Load ``path`` in a new interpreter that has imported TensorFlow and lenet_mnist.
+
+    Returns the outcome (error class and message, or "loaded"), the seconds the load
+    took and the peak resident memory above the resident size after the imports
+    (Linux's VmHWM, reset just before the load), in bytes.
+    """
+    done = subprocess.run(
+        [sys.executable, "-c", MEASURE_SCRIPT, str(path), json.dumps(limits)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr[-2000:])
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result

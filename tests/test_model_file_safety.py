@@ -94,6 +94,8 @@ def refuse(path: Path, error: type[Exception], match: str, **limits: int) -> str
 
 @pytest.mark.parametrize("name", list(hm.ATTACKS))
 def test_attack_is_refused(name: str, tmp_path: Path, no_temporary_files: list[object]) -> None:
+    if name in ("FIFO", "device (/dev/zero)") and not Path("/dev/zero").exists():
+        pytest.skip("needs POSIX FIFOs and devices")
     attack = hm.ATTACKS[name]
     path = attack.build(tmp_path)
     message = refuse(path, ERRORS[attack.error], attack.match)
@@ -101,58 +103,12 @@ def test_attack_is_refused(name: str, tmp_path: Path, no_temporary_files: list[o
     assert no_temporary_files == []
 
 
-_MEASURE = textwrap.dedent(
-    """
-    import json, os, re, sys, time
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    import h5py, keras, numpy, tensorflow
-    import lenet_mnist as lm
-    import lenet_mnist.serialization
-
-    def status(key):
-        with open("/proc/self/status") as file:
-            return int(re.search(key + r":\\s+(\\d+) kB", file.read()).group(1)) * 1024
-
-    baseline = status("VmRSS")
-    with open("/proc/self/clear_refs", "w") as file:
-        file.write("5")  # the peak (VmHWM) starts again from the current size
-    started = time.perf_counter()
-    try:
-        lm.load_model(sys.argv[1])
-        outcome = ["loaded", ""]
-    except Exception as error:
-        outcome = [type(error).__name__, str(error)]
-    seconds = time.perf_counter() - started
-    print(json.dumps({"outcome": outcome, "seconds": seconds,
-                      "peak_above_baseline": status("VmHWM") - baseline}))
-    """
-)
-
-
-def measure_in_fresh_process(path: Path) -> dict[str, Any]:
-    """Refuse ``path`` in a new interpreter that has imported TensorFlow and lenet_mnist.
-
-    Returns the outcome, the seconds the load took and the peak resident memory above
-    the resident size after the imports (Linux's VmHWM, reset just before the load).
-    """
-    done = subprocess.run(
-        [sys.executable, "-c", _MEASURE, str(path)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
-
-
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux /proc")
 @pytest.mark.parametrize("name", [name for name, attack in hm.ATTACKS.items() if attack.heavy])
 def test_heavy_attack_is_refused_in_bounded_memory(name: str, tmp_path: Path) -> None:
     attack = hm.ATTACKS[name]
-    result = measure_in_fresh_process(attack.build(tmp_path))
+    result = hm.measure_in_fresh_process(attack.build(tmp_path))
     kind, message = result["outcome"]
     assert issubclass(ERRORS[kind], ERRORS[attack.error]), message
     assert re.search(attack.match, message), message
@@ -342,12 +298,15 @@ def test_registered_names_resolve_only_to_their_own_class(tmp_path: Path) -> Non
     # A string equal to a registered object's name is replaced by that object while
     # Keras rebuilds a call: refused anywhere outside registered_name.
     def plant(config: dict[str, Any]) -> None:
-        hm.layer_named(config, "fc1")["config"]["name"] = "lenet_mnist>LeNet"
+        hm.layer_named(config, "fc1")["config"]["kernel_initializer"]["config"]["mode"] = (
+            "lenet_mnist>LeNet"
+        )
 
     refuse(
         hm.rewritten(tmp_path, "named.keras", plant),
         UnsafeModelError,
-        r"the string 'lenet_mnist>LeNet' at config\.layers\[6\]\.config\.name",
+        r"the string 'lenet_mnist>LeNet' at "
+        r"config\.layers\[6\]\.config\.kernel_initializer\.config\.mode",
     )
 
 
@@ -370,7 +329,7 @@ def test_registered_names_resolve_only_to_their_own_class(tmp_path: Path) -> Non
         (
             "kernel_initializer",
             "lenet_mnist>FusedBatchNorm",
-            r"the string 'lenet_mnist>FusedBatchNorm'",
+            r"the initializer 'lenet_mnist>FusedBatchNorm' .*: not a built-in name",
         ),
         ("kernel_initializer", "identity", r"the initializer 'identity'"),
         (
@@ -451,7 +410,10 @@ def test_layer_options_are_checked(tmp_path: Path, key: str, value: Any, match: 
             {"args": [hm.tensor("flatten", [None, 1600]), "extra"], "kwargs": {}},
             r"the call arguments",
         ),
-        ({"args": ["lenet_mnist>LeNet"], "kwargs": {}}, r"the string 'lenet_mnist>LeNet'"),
+        (
+            {"args": ["lenet_mnist>LeNet"], "kwargs": {}},
+            r"the call argument at .*args\[0\]: not a tensor",
+        ),
         (
             {
                 "args": [{"class_name": "__numpy__", "config": {"value": [1], "dtype": "float32"}}],
@@ -497,7 +459,7 @@ def test_compile_config_objects_are_checked(tmp_path: Path) -> None:
             },
             r"'LossScaleOptimizer'",
         ),
-        ({"optimizer": "adam", "loss": "lenet_mnist>LeNet"}, r"the string 'lenet_mnist>LeNet'"),
+        ({"optimizer": "adam", "loss": "lenet_mnist>LeNet"}, r"the loss 'lenet_mnist>LeNet'"),
         (
             {
                 "loss": {
@@ -695,8 +657,19 @@ def test_enable_unsafe_deserialization_is_never_called(tmp_path: Path) -> None:
 
 
 def test_get_file_never_connects(tmp_path: Path, listener: socket.socket) -> None:
-    path = hm.make_get_file(tmp_path, port=listener.getsockname()[1])
-    refuse(path, UnsafeModelError, r"the function 'get_file' from module 'keras\.utils'")
+    refuse(
+        hm.make_get_file(tmp_path),
+        UnsafeModelError,
+        r"the function 'get_file' from module 'keras\.utils' at "
+        r"config\.layers\[6\]\.config\.kernel_initializer",
+    )
+    port = listener.getsockname()[1]
+    refuse(
+        hm.make_get_file(tmp_path, port=port),
+        UnsafeModelError,
+        rf"the call argument origin='http://127\.0\.0\.1:{port}/x' at "
+        r"config\.layers\[6\]\.inbound_nodes\[0\]\.kwargs\.origin",
+    )
     with pytest.raises(BlockingIOError):
         listener.accept()
 
@@ -943,6 +916,19 @@ def test_library_models_round_trip(name: str, tmp_path: Path) -> None:
         assert loaded.num_classes == model.num_classes
 
 
+def test_a_deflated_archive_loads(tmp_path: Path) -> None:
+    # Someone re-zipped the file: deflated members are fine (an untrained compiled
+    # model's weights, zeroed optimizer slots and all, shrink 3.3:1).
+    source = lm.save_model(lm.compile_model(lm.build_lenet("seed", seed=0)), tmp_path / "a.keras")
+    config, weights = hm.parts(source)
+    path = hm.write_archive(tmp_path / "deflated.keras", config, weights, compress=True)
+    with zipfile.ZipFile(path) as archive:
+        info = archive.getinfo("model.weights.h5")
+        assert info.compress_type == zipfile.ZIP_DEFLATED
+        assert info.file_size > 3 * info.compress_size
+    assert lm.load_model(path).count_params() == 121_930
+
+
 def test_trained_model_round_trips_with_its_optimizer_state(tmp_path: Path) -> None:
     model = lm.compile_model(lm.build_lenet("fast", seed=0))
     _train_one_step(model)
@@ -1168,6 +1154,24 @@ def test_dtype_policies_round_trip(policy: str, tmp_path: Path) -> None:
     x = keras.layers.LayerNormalization(dtype=policy)(x)
     model = keras.Model(inputs, keras.layers.Dense(2, dtype="float32")(x))
     _assert_round_trip(model, tmp_path / "model.keras")
+
+
+# Keras 3.15 itself saves a LossScaleOptimizer's variables in two places and then
+# warns that it skips them on loading; the file must still load.
+@pytest.mark.filterwarnings("ignore:Skipping variable loading for optimizer:UserWarning")
+def test_mixed_float16_compiled_model_loads(tmp_path: Path) -> None:
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        model = lm.build_lenet("seed", seed=0)
+    finally:
+        keras.config.set_dtype_policy(previous)
+    lm.compile_model(model)
+    _train_one_step(model)
+    path = lm.save_model(model, tmp_path / "mixed.keras")
+    loaded = lm.load_model(path)
+    images = np.random.default_rng(3).random((2, 28, 28, 1), dtype=np.float32)
+    np.testing.assert_array_equal(np.asarray(loaded(images)), np.asarray(model(images)))
 
 
 def test_optimizer_state_must_match_the_trainable_variables(tmp_path: Path) -> None:

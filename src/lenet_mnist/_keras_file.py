@@ -31,6 +31,7 @@ nothing is written anywhere before every check has passed.
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 import math
@@ -42,10 +43,10 @@ import tempfile
 import zipfile
 import zlib
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, BinaryIO, Final
 
 import h5py  # type: ignore[import-untyped]
 import keras
@@ -69,7 +70,10 @@ __all__ = [
 ]
 
 #: Largest ``.keras`` file read, and largest total of its members once decompressed.
-DEFAULT_MAX_BYTES: Final = 64 * 1024 * 1024
+#: Keras takes about 6x a model's weights to build and load it: the largest model
+#: these defaults admit (8.4 M float32 parameters) peaked at 197 MiB here (see
+#: benchmarks/model_file_attacks.py).
+DEFAULT_MAX_BYTES: Final = 32 * 1024 * 1024
 #: Largest ``config.json``. The library's largest is 19.5 KB; parsed JSON can take up
 #: to ~25x its size in Python objects (48 MiB for 2 MiB of ``{},``), so this also
 #: bounds the parser's memory.
@@ -81,9 +85,9 @@ DEFAULT_MAX_DEPTH: Final = 64
 #: models have at most 22; Keras took 1.4 s here to rebuild a chain of 256.
 DEFAULT_MAX_LAYERS: Final = 256
 #: Most model parameters (weights, biases, batch-norm statistics; optimizer state is
-#: checked separately). The library's models have at most 198,442; 2**24 float32
-#: parameters are 64 MiB, what ``DEFAULT_MAX_BYTES`` can hold.
-DEFAULT_MAX_PARAMS: Final = 2**24
+#: checked separately). The library's models have at most 198,442; 2**23 float32
+#: parameters are 32 MiB, what ``DEFAULT_MAX_BYTES`` can hold.
+DEFAULT_MAX_PARAMS: Final = 2**23
 
 #: The members of a ``.keras`` archive, in the order Keras writes them.
 MEMBERS: Final = ("metadata.json", "config.json", "model.weights.h5")
@@ -151,6 +155,11 @@ _HDF5_SIGNATURE: Final = b"\x89HDF\r\n\x1a\n"
 # (bit 0 encryption, bit 6 strong encryption, bit 13 masked headers ...) is refused.
 _ALLOWED_FLAGS: Final = 0x0008 | 0x0800
 _ZIP64_MARK: Final = 0xFFFFFFFF
+# A deflated weights member may inflate at most this much (plus the slack): a small
+# file then cannot cost much memory. Untrained models with zeroed optimizer state
+# deflate about 3.3:1 here, trained weights 1.2:1.
+_MAX_WEIGHTS_RATIO: Final = 32
+_RATIO_SLACK: Final = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -269,6 +278,16 @@ def _check_entries(
             )
         if entry.method == zipfile.ZIP_STORED and entry.compressed != entry.size:
             raise _not_keras(name, f"member {entry.name} is stored with two different sizes")
+        if (
+            entry.name == "model.weights.h5"
+            and entry.method == zipfile.ZIP_DEFLATED
+            and entry.size > _MAX_WEIGHTS_RATIO * entry.compressed + _RATIO_SLACK
+        ):
+            raise ModelFileError(
+                f"{name}: member {entry.name} would inflate more than {_MAX_WEIGHTS_RATIO}:1 "
+                f"(Keras stores weights uncompressed, and trained weights shrink little), "
+                f"got {entry.size} bytes from {entry.compressed}"
+            )
         if entry.size > limits[entry.name]:
             raise ModelFileError(
                 f"{name}: member {entry.name} declares more than the limit of "
@@ -415,10 +434,17 @@ def _parse_json(name: str, member: str, raw: bytes, max_depth: int) -> Any:
             f"{name}: {member} nests lists and objects deeper than the limit of {max_depth} "
             f"(raise max_depth for deeper models), got depth {depth}"
         )
+    # JSON makes no reference cycles, and the collector, run again and again while a
+    # million small lists are created, took 3-5 s here for 2 MiB of "[],".
+    collecting = gc.isenabled()
+    gc.disable()
     try:
         return json.loads(raw.decode("utf-8"), object_pairs_hook=_unique_keys)
     except (UnicodeDecodeError, ValueError, RecursionError) as error:
         raise ModelFileError(f"{name}: {member} is not valid JSON ({_one_line(error)})") from None
+    finally:
+        if collecting:
+            gc.enable()
 
 
 # --- the allow-list --------------------------------------------------------------------
@@ -739,9 +765,22 @@ def _a(noun: str) -> str:
     return f"{'an' if noun[0] in 'aeiou' else 'a'} {noun}"
 
 
+_PLAIN_KEY: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+
+
+def _path(keys: list[str | int]) -> str:
+    path = ""
+    for key in keys:
+        path = _join(path, key)
+    return path
+
+
 def _join(path: str, key: str | int) -> str:
+    """A JSON path one step down, like ``config.layers[3]`` (odd keys shown as ``[...]``)."""
     if isinstance(key, int):
         return f"{path}[{key}]"
+    if not _PLAIN_KEY.fullmatch(key):
+        return f"{path}[{_show(key)}]"
     return f"{path}.{key}" if path else key
 
 
@@ -749,8 +788,14 @@ def _where(path: str) -> str:
     return path or "the top level"
 
 
+def _show(value: Any) -> str:
+    """A value from the file, for a message: its repr, one line, at most 80 characters."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def _describe(record: dict[str, Any]) -> str:
-    return f"{record.get('class_name')!r} from module {record.get('module')!r}"
+    return f"{_show(record.get('class_name'))} from module {_show(record.get('module'))}"
 
 
 class _Checker:
@@ -782,25 +827,39 @@ class _Checker:
     # Pass 1: every record anywhere, in document order -------------------------------
 
     def scan(self, config: Any) -> None:
-        """Refuse any record that is not on the allow-list, wherever it is."""
-        stack: list[tuple[Any, str, str | None]] = [(config, "", None)]
-        while stack:
-            node, path, key = stack.pop()
+        """Refuse any record that is not on the allow-list, wherever it is.
+
+        Depth first in document order (an enclosing record is reported before what it
+        holds), keeping only the path to the current node: a config of a million
+        values costs no more memory than its parsed form.
+        """
+        keys: list[str | int] = []
+        stack: list[Iterator[tuple[str | int, Any]]] = []
+
+        def enter(node: Any, key: str | int | None) -> None:
             if isinstance(node, dict):
                 if "class_name" in node:
-                    self._scan_record(node, path)
-                stack.extend(
-                    (value, _join(path, child), child)
-                    for child, value in reversed(list(node.items()))
-                )
+                    self._scan_record(node, _path(keys))
+                stack.append(iter(node.items()))
             elif isinstance(node, list):
-                stack.extend(
-                    (value, _join(path, index), None)
-                    for index, value in reversed(list(enumerate(node)))
-                )
-            elif isinstance(node, str) and key != "registered_name" and node in self.custom_names:
-                # Keras replaces such a string by the registered object while it rebuilds.
-                raise self.unsafe(f"the string {node!r}", path, "it names a registered object")
+                stack.append(iter(enumerate(node)))
+            elif isinstance(node, str) and key != "registered_name":
+                self.not_registered(node, _path(keys))
+
+        enter(config, None)
+        while stack:
+            step = next(stack[-1], None)
+            if step is None:
+                stack.pop()
+                if keys:
+                    keys.pop()
+                continue
+            key, value = step
+            keys.append(key)
+            depth = len(stack)
+            enter(value, key)
+            if len(stack) == depth:  # a plain value: nothing to descend into
+                keys.pop()
 
     def _scan_record(self, record: dict[str, Any], path: str) -> None:
         class_name = record["class_name"]
@@ -838,7 +897,7 @@ class _Checker:
             registered = f"<{class_name} by class name>"
         if registered not in allowed[1]:
             raise self.unsafe(
-                f"{_describe(record)} registered as {registered!r}",
+                f"{_describe(record)} registered as {_show(registered)}",
                 path,
                 f"Keras would look the class up by that name; expected {sorted(map(str, allowed[1]))}",
             )
@@ -877,7 +936,8 @@ class _Checker:
     def record(self, node: Any, path: str, category: str) -> tuple[str, dict[str, Any]]:
         """Check ``node`` is an allowed record of ``category``; return its class name and config."""
         if not isinstance(node, dict) or "class_name" not in node:
-            raise self.bad(path, f"expected a {category} record, got {type(node).__name__}")
+            raise self.bad(path, f"expected {_a(category)} record, got {type(node).__name__}")
+        self._scan_record(node, path)
         if node["class_name"] == "function":
             if category not in (_LOSS, _METRIC):
                 raise self.unsafe(
@@ -922,12 +982,25 @@ class _Checker:
         class_name, config = self.record(node, path, category)
         if class_name == "function":
             return
+        if len(config) > 64:
+            raise self.bad(_join(path, "config"), f"more than 64 options, got {len(config)}")
         for key, value in config.items():
             where = _join(_join(path, "config"), key)
             if category == _OPTIMIZER and key == "learning_rate" and isinstance(value, dict):
                 self.leaf(value, where, _SCHEDULE)
             else:
                 self.plain(value, where)
+
+    def not_registered(self, text: str, path: str) -> None:
+        """Refuse a string that names a registered object: Keras would swap that object in."""
+        if text in self.custom_names:
+            raise self.unsafe(f"the string {_show(text)}", path, "it names a registered object")
+
+    def unexpected(self, value: Any, what: str, path: str, why: str) -> UnsafeModelError:
+        """The error for ``value`` where it does not belong (a record's own problem first)."""
+        if isinstance(value, dict) and "class_name" in value:
+            self._scan_record(value, path)
+        return self.unsafe(what, path, why)
 
     def plain(self, value: Any, path: str, *, strings: bool = True) -> None:
         """A number, bool, null, short string, or a short list of them."""
@@ -938,8 +1011,10 @@ class _Checker:
             if item is None or isinstance(item, bool | int | float):
                 continue
             if strings and isinstance(item, str) and len(item) <= _MAX_NAME:
+                self.not_registered(item, path)
                 continue
-            raise self.unsafe(
+            raise self.unexpected(
+                item,
                 f"a value of type {type(item).__name__}",
                 path,
                 "only plain numbers and names are allowed here",
@@ -1022,7 +1097,8 @@ class _Checker:
                 value = build["input_shape"]
                 if (
                     value is not None
-                    and self.shapes_of(value, _join(path, "build_config.input_shape")) != wanted
+                    and self.shapes_of(value, _join(_join(path, "build_config"), "input_shape"))
+                    != wanted
                 ):
                     raise self.bad(
                         _join(path, "build_config"),
@@ -1109,16 +1185,18 @@ class _Checker:
                 self.count_layer(layer_path)
             if not isinstance(layer, dict):
                 raise self.bad(layer_path, f"expected a layer record, got {type(layer).__name__}")
+            if "class_name" in layer:
+                self._scan_record(layer, layer_path)  # before its calls: name the layer first
             if "module" not in layer:
                 raise self.unsafe(
-                    f"the legacy record {str(layer.get('class_name'))[:60]!r}",
+                    f"the legacy record {_show(layer.get('class_name'))}",
                     layer_path,
                     "records without a module are looked up by name alone",
                 )
             layer_name = layer.get("name")
             if not isinstance(layer_name, str) or layer_name in produced:
                 raise self.bad(
-                    layer_path, f"a missing or repeated layer name, got {str(layer_name)[:60]!r}"
+                    layer_path, f"a missing or repeated layer name, got {_show(layer_name)}"
                 )
             nodes = layer.get("inbound_nodes")
             if not isinstance(nodes, list):
@@ -1229,7 +1307,7 @@ class _Checker:
                 )
             build = build["input_shape"]
         for value, where in (
-            (build, _join(path, "build_config.input_shape")),
+            (build, _join(_join(path, "build_config"), "input_shape")),
             (config.get("build_input_shape"), _join(config_path, "build_input_shape")),
         ):
             if value is not None:
@@ -1360,6 +1438,8 @@ class _Checker:
         self.nested(config.get("metrics"), _join(path, "metrics"), _METRIC)
         self.nested(config.get("weighted_metrics"), _join(path, "weighted_metrics"), _METRIC)
         weights = config.get("loss_weights")
+        if isinstance(weights, dict) and len(weights) > _MAX_LIST:
+            raise self.bad(_join(path, "loss_weights"), f"more than {_MAX_LIST} outputs")
         if isinstance(weights, dict):
             for key, value in weights.items():
                 self.plain(value, _join(_join(path, "loss_weights"), key), strings=False)
@@ -1382,6 +1462,8 @@ class _Checker:
             for index, item in enumerate(value):
                 self.nested(item, _join(path, index), category, depth + 1)
         elif isinstance(value, dict) and "class_name" not in value and depth < 2:
+            if len(value) > _MAX_LIST:
+                raise self.bad(path, f"more than {_MAX_LIST} outputs, got {len(value)}")
             for key, item in value.items():
                 self.nested(item, _join(path, key), category, depth + 1)
         else:
@@ -1398,8 +1480,10 @@ class _Checker:
         elif isinstance(value, list):
             items = value
         else:
+            items = None
+        if items is None or not 1 <= len(items) <= 64:
             raise self.bad(
-                path, f"expected [layer, node, tensor] references, got {type(value).__name__}"
+                path, f"expected 1 to 64 [layer, node, tensor] references, got {_show(value)}"
             )
         refs = []
         for item in items:
@@ -1413,11 +1497,9 @@ class _Checker:
                 )
             ):
                 raise self.bad(
-                    path, f"expected [layer, node, tensor] references, got {str(item)[:200]}"
+                    path, f"expected [layer, node, tensor] references, got {_show(item)}"
                 )
             refs.append((item[0], item[1], item[2]))
-        if not 1 <= len(refs) <= 64:
-            raise self.bad(path, f"expected 1 to 64 references, got {len(refs)}")
         return refs
 
     def node_inputs(
@@ -1443,8 +1525,9 @@ class _Checker:
                 key == "mask" and value is None
             ):
                 continue
-            raise self.unsafe(
-                f"the call argument {key}={str(value)[:60]}",
+            raise self.unexpected(
+                value,
+                f"the call argument {key}={_show(value)}",
                 _join(_join(path, "kwargs"), key),
                 "only training=true/false/null and mask=null are passed to layers",
             )
@@ -1454,7 +1537,8 @@ class _Checker:
         elif isinstance(first, dict) and first.get("class_name") == "__keras_tensor__":
             refs, listed = [first], False
         else:
-            raise self.unsafe(
+            raise self.unexpected(
+                first,
                 "the call argument",
                 f"{_join(path, 'args')}[0]",
                 "not a tensor reference (__keras_tensor__) or a list of them",
@@ -1469,16 +1553,18 @@ class _Checker:
 
     def tensor(self, ref: Any, path: str, produced: dict[str, list[list[Shape]]]) -> Shape:
         if not isinstance(ref, dict) or ref.get("class_name") != "__keras_tensor__":
-            raise self.unsafe("a call argument", path, "not a tensor reference (__keras_tensor__)")
+            raise self.unexpected(
+                ref, "a call argument", path, "not a tensor reference (__keras_tensor__)"
+            )
         config = ref.get("config")
         if not isinstance(config, dict) or set(config) != {"shape", "dtype", "keras_history"}:
             raise self.unsafe(
                 "a tensor reference", path, "its config is {shape, dtype, keras_history}"
             )
-        self.shape_value(config["shape"], _join(path, "config.shape"))
+        self.shape_value(config["shape"], _join(_join(path, "config"), "shape"))
         if config["dtype"] not in _TENSOR_DTYPES:
             raise self.unsafe(
-                f"the tensor dtype {str(config['dtype'])[:60]!r}", path, "not a numeric dtype"
+                f"the tensor dtype {_show(config['dtype'])}", path, "not a numeric dtype"
             )
         history = config["keras_history"]
         if not (
@@ -1488,7 +1574,7 @@ class _Checker:
             and all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in history[1:])
         ):
             raise self.bad(
-                path, f"expected keras_history [layer, node, tensor], got {str(history)[:200]}"
+                path, f"expected keras_history [layer, node, tensor], got {_show(history)}"
             )
         layer, node, index = history
         if layer not in produced:
@@ -1525,7 +1611,7 @@ class _Checker:
     def shape_value(self, value: Any, path: str = "") -> Shape:
         if not isinstance(value, list) or not 1 <= len(value) <= _MAX_RANK:
             raise self.bad(
-                path, f"expected a shape (a list of 1 to {_MAX_RANK} sizes), got {str(value)[:100]}"
+                path, f"expected a shape (a list of 1 to {_MAX_RANK} sizes), got {_show(value)}"
             )
         for dim in value:
             if dim is not None and (
@@ -1547,10 +1633,12 @@ class _Checker:
 
     def text(self, config: dict[str, Any], key: str, path: str) -> str:
         value = config.get(key)
+        if isinstance(value, str):
+            self.not_registered(value, _join(path, key))
         if not isinstance(value, str) or not 0 < len(value) <= _MAX_NAME or "/" in value:
             raise self.bad(
                 _join(path, key),
-                f"expected a name of 1 to {_MAX_NAME} characters without '/', got {str(value)[:80]!r}",
+                f"expected a name of 1 to {_MAX_NAME} characters without '/', got {_show(value)}",
             )
         return value
 
@@ -1592,7 +1680,7 @@ class _Checker:
         value = config.get(key, default)
         if value not in options:
             raise self.unsafe(
-                f"the option {key}={str(value)[:60]!r}",
+                f"the option {key}={_show(value)}",
                 _join(path, key),
                 f"expected one of {sorted(map(str, options))}",
             )
@@ -1627,7 +1715,7 @@ class _Checker:
             value = config.get("name")
         if value not in _POLICY_VARIABLE_DTYPE:
             raise self.unsafe(
-                f"the dtype policy {str(value)[:60]!r}",
+                f"the dtype policy {_show(value)}",
                 path,
                 f"expected one of {sorted(_POLICY_VARIABLE_DTYPE)}",
             )
@@ -1649,9 +1737,10 @@ class _Checker:
         for key, value in config.items():
             where = _join(path, key)
             if key == "activation" or key.endswith("_activation"):
-                if value not in _ACTIVATION_NAMES:
-                    raise self.unsafe(
-                        f"the activation {str(value)[:60]!r}",
+                if not isinstance(value, str) or value not in _ACTIVATION_NAMES:
+                    raise self.unexpected(
+                        value,
+                        f"the activation {_show(value)}",
                         where,
                         "not a built-in activation on the allow-list",
                     )
@@ -1683,7 +1772,7 @@ class _Checker:
                 )
         if config.get("dtype", "float32") not in _TENSOR_DTYPES:
             raise self.unsafe(
-                f"the input dtype {str(config.get('dtype'))[:60]!r}",
+                f"the input dtype {_show(config.get('dtype'))}",
                 _join(path, "dtype"),
                 "not a numeric dtype",
             )
@@ -1942,7 +2031,7 @@ class _Checker:
         ):
             raise self.bad(
                 _join(path, "target_shape"),
-                f"expected a list of sizes (one may be -1), got {str(target)[:100]}",
+                f"expected a list of sizes (one may be -1), got {_show(target)}",
             )
         known = math.prod([d for d in target if d != -1])
         rest = [dim for dim in shape[1:] if dim is not None]
@@ -1974,7 +2063,7 @@ class _Checker:
         ):
             raise self.bad(
                 _join(path, "noise_shape"),
-                f"expected a shape like the input's, got {str(noise)[:100]}",
+                f"expected a shape like the input's, got {_show(noise)}",
             )
         return shape, [], dtype
 
@@ -2091,7 +2180,7 @@ class _Checker:
         axes = axis if isinstance(axis, list) else [axis]
         if not 1 <= len(axes) <= _MAX_RANK:
             raise self.bad(
-                _join(path, "axis"), f"expected 1 to {_MAX_RANK} axes, got {str(axis)[:100]}"
+                _join(path, "axis"), f"expected 1 to {_MAX_RANK} axes, got {_show(axis)}"
             )
         resolved = sorted(self._axis(shape, item, _join(path, "axis")) for item in axes)
         param = tuple(shape[a] for a in resolved)
@@ -2168,7 +2257,7 @@ class _Checker:
                 for p in value
             )
         ):
-            raise self.bad(_join(path, key), f"expected padding sizes, got {str(value)[:100]}")
+            raise self.bad(_join(path, key), f"expected padding sizes, got {_show(value)}")
         return (int(value[0][0]), int(value[0][1])), (int(value[1][0]), int(value[1][1]))
 
     def _infer_zero_padding2_d(self, config: dict[str, Any], path: str, shape: Shape) -> Any:
@@ -2219,7 +2308,7 @@ class _Checker:
         if not isinstance(dims, list) or sorted(dims) != list(range(1, len(shape))):
             raise self.bad(
                 _join(path, "dims"),
-                f"expected a permutation of 1..{len(shape) - 1}, got {str(dims)[:100]}",
+                f"expected a permutation of 1..{len(shape) - 1}, got {_show(dims)}",
             )
         return (shape[0], *(shape[d] for d in dims)), [], dtype
 
@@ -2286,7 +2375,7 @@ _MAX_ATTRIBUTE_BYTES: Final = 1024
 #: Most slots per trainable variable an optimizer may keep (Adam with amsgrad keeps 3;
 #: EMA and gradient accumulation add one each).
 _MAX_SLOTS: Final = 6
-_MAX_OPTIMIZER_SCALARS: Final = 4
+_MAX_OPTIMIZER_SCALARS: Final = 8  # a LossScaleOptimizer saves its inner one's twice
 
 
 @dataclass(frozen=True)
@@ -2420,15 +2509,21 @@ class _WeightsWalk:
                     self.dataset(datasets[str(index)][1], datasets[str(index)][0])
                     for index in range(len(datasets))
                 ]
-                target = self.optimizers if optimizer_of is not None else self.entries
-                where = optimizer_of if optimizer_of is not None else chain
-                if where in target:
-                    raise self.bad(child, f"the variables of {'/'.join(where)!r} twice")
-                target[where] = found
+                if optimizer_of is not None:
+                    # A LossScaleOptimizer keeps its own scalars, its inner optimizer the rest.
+                    self.optimizers.setdefault(optimizer_of, []).extend(found)
+                elif chain in self.entries:
+                    raise self.bad(child, f"the variables of {'/'.join(chain)!r} twice")
+                else:
+                    self.entries[chain] = found
             elif isinstance(obj, h5py.Dataset):
                 raise self.bad(child, "a dataset outside a 'vars' group")
             elif key == "optimizer" and optimizer_of is None:
                 self.group(obj, child, chain, depth + 1, chain)
+            elif optimizer_of is not None and (
+                key != "inner_optimizer" or path.rsplit("/", 1)[-1] != "optimizer"
+            ):
+                raise self.bad(child, "a group in optimizer state that Keras never writes")
             else:
                 self.group(obj, child, chain, depth + 1, optimizer_of)
 
@@ -2546,7 +2641,6 @@ def _plan(name: str, config: Any, *, max_layers: int, max_params: int) -> _Plan:
         max_params=max_params,
         custom_names=frozenset(keras.saving.get_custom_objects()),
     )
-    checker.scan(config)
     if not isinstance(config, dict):
         raise ModelFileError(
             f"{name}: config.json: expected a model record, got {type(config).__name__}"
@@ -2558,6 +2652,9 @@ def _plan(name: str, config: Any, *, max_layers: int, max_params: int) -> _Plan:
         "the model record",
     )
     checker.model(config, "", (), True, None, True)
+    # Every position was checked above; a last pass over the whole tree (now known to
+    # be of bounded size) refuses any record or registered name found anywhere.
+    checker.scan(config)
     return checker.plan
 
 
@@ -2581,8 +2678,10 @@ _LOAD_ERRORS: Final = (
 )
 
 
-def _build_with_keras(name: str, archive: bytes, safe_mode: bool) -> keras.Model:
-    """Build the model from verified archive bytes without Keras opening the caller's path.
+def _build_with_keras(
+    name: str, write: Callable[[BinaryIO], object], safe_mode: bool
+) -> keras.Model:
+    """Build the model from the archive ``write`` writes, without Keras opening the caller's path.
 
     Keras 3's public ``keras.saving.load_model`` takes only a path ending in
     ``.keras``. Rebuilding through ``deserialize_keras_object`` and loading the weights
@@ -2592,7 +2691,8 @@ def _build_with_keras(name: str, archive: bytes, safe_mode: bool) -> keras.Model
     bytes Keras reads are the bytes checked, whatever happens to the caller's file
     meanwhile. Keras's own weights extraction, when memory is short, goes into the
     same directory; it is removed afterwards, loaded or not. Nothing is ever written
-    next to the caller's file.
+    next to the caller's file. ``write`` drops its bytes once written, so they are not
+    held in memory twice while Keras reads them.
     """
     with tempfile.TemporaryDirectory(prefix="lenet-mnist-model-") as private:
         copy = Path(private) / "model.keras"
@@ -2600,7 +2700,7 @@ def _build_with_keras(name: str, archive: bytes, safe_mode: bool) -> keras.Model
             copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600
         )
         with os.fdopen(fd, "wb") as out:
-            out.write(archive)
+            write(out)
         try:
             model = keras.saving.load_model(copy, safe_mode=safe_mode)
         except _LOAD_ERRORS as error:
@@ -2613,15 +2713,15 @@ def _build_with_keras(name: str, archive: bytes, safe_mode: bool) -> keras.Model
     return model
 
 
-def _repack(members: dict[str, bytes]) -> bytes:
-    """The verified members as a fresh, stored zip archive in Keras's member order."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+def _repack(members: dict[str, bytes], out: BinaryIO) -> None:
+    """Write the verified members as a fresh, stored zip archive in Keras's member order.
+
+    Each member is dropped from ``members`` once written.
+    """
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as archive:
         for member in MEMBERS:
-            archive.writestr(
-                zipfile.ZipInfo(member, date_time=(1980, 1, 1, 0, 0, 0)), members[member]
-            )
-    return buffer.getvalue()
+            info = zipfile.ZipInfo(member, date_time=(1980, 1, 1, 0, 0, 0))
+            archive.writestr(info, members.pop(member))
 
 
 def load_keras_file(
@@ -2649,11 +2749,13 @@ def load_keras_file(
     """
     name, data = _read_once(path, max_bytes)
     if not safe_mode:
-        return _build_with_keras(name, data, safe_mode=False)
+        read = [data]
+        del data
+        return _build_with_keras(name, lambda out: out.write(read.pop()), safe_mode=False)
     members = _read_members(name, data, max_bytes, max_config_bytes)
     del data
     _check_metadata(name, members["metadata.json"], max_depth)
     config = _parse_json(name, "config.json", members["config.json"], max_depth)
     plan = _plan(name, config, max_layers=max_layers, max_params=max_params)
     _check_weights(name, members["model.weights.h5"], plan)
-    return _build_with_keras(name, _repack(members), safe_mode=True)
+    return _build_with_keras(name, lambda out: _repack(members, out), safe_mode=True)

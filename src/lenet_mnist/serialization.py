@@ -115,12 +115,12 @@ def load_model(
             code: only for files you trust. It still reads the file once, at most
             ``max_bytes``.
         max_bytes: Largest file, and largest total of its decompressed members, in
-            bytes (default 64 MiB).
+            bytes (default 32 MiB).
         max_config_bytes: Largest ``config.json``, in bytes (default 2 MiB).
         max_depth: Deepest nesting of lists and objects in the JSON (default 64).
         max_layers: Most layers, and most layer calls, counting nested models
             (default 256).
-        max_params: Most model parameters (default 2**24, 64 MiB of float32).
+        max_params: Most model parameters (default 2**23, 32 MiB of float32).
 
     Returns:
         The model, compiled if it was saved compiled; a :class:`LeNet` comes back as a
