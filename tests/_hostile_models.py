@@ -653,6 +653,27 @@ def make_wide_json(directory: Path, item: bytes = b"{}") -> Path:
     return write_archive(directory / "wide.keras", config, empty_weights())
 
 
+def make_stuffed_options(directory: Path) -> Path:
+    """The seed model with its initializers' options stuffed to nearly 2 MiB of zeros.
+
+    Every list is within the per-option limit (1,024 items): what a config can hold that
+    passes each local check, all of which must still be looked at.
+    """
+    config, weights = parts(seed_model(directory))
+    size = len(json.dumps(config))
+    stuffed = 0
+    for layer in config["config"]["layers"]:
+        for key in ("kernel_initializer", "bias_initializer"):
+            if key in layer["config"]:
+                options = layer["config"][key]["config"]
+                for index in range(60):
+                    if size + stuffed > 2 * 1024 * 1024 - 3000:
+                        break
+                    options[f"x{index}"] = [0] * 1024
+                    stuffed += 3 * 1024 + 8
+    return write_archive(directory / "stuffed.keras", config, weights)
+
+
 def make_layer_chain(directory: Path, length: int = 1000) -> Path:
     layers = [input_layer("x", [None, 1])]
     previous = "x"
@@ -881,6 +902,12 @@ ATTACKS: dict[str, Attack] = {
     ),
     "2 MiB config.json of 700k empty objects": Attack(
         make_wide_json, "ModelFileError", r"expected a model record, got list", heavy=True
+    ),
+    "initializer options stuffed with 1.4 MB of lists": Attack(
+        make_stuffed_options,
+        "UnsafeModelError",
+        r"the option 'x0' of GlorotUniform at config\.layers\[1\]\.config\.kernel_initializer",
+        heavy=True,
     ),
     "1,000-layer chain": Attack(
         make_layer_chain, "ModelFileError", r"more layers than the limit of 256", heavy=True
