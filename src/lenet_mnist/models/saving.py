@@ -3,41 +3,39 @@
 A ``.keras`` file is a zip archive holding ``config.json`` (the architecture as a
 tree of ``{"module", "class_name", "config"}`` records), ``metadata.json`` and the
 weights. Loading one deserializes whatever classes its config names, so a file from
-an untrusted source is a code-execution risk. :func:`load_model` therefore
-
-* always uses Keras's own safe mode (which refuses to unpickle Python bytecode) unless
-  the caller passes ``safe_mode=False`` by name, and
-* before Keras sees the file, checks the whole config: every object must come from
-  Keras itself or from this library, and ``Lambda`` layers (which carry code) are
-  refused outright.
+an untrusted source is a risk. :func:`load_model` reads the file once and checks all
+of it before Keras builds anything (see :mod:`lenet_mnist.models.keras_file`): the archive's
+structure and sizes, every record of the config against an exact allow-list, the
+number of layers and parameters, and the weights file against what the config
+declares; only ``safe_mode=False``, by name, skips those checks.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import zipfile
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Final
 
 import keras
 
 from lenet_mnist._util.atomic import atomic_write
-from lenet_mnist.errors import ModelFileError, UnsafeModelError
+from lenet_mnist._util.checks import check_bool, check_positive_int
 
 # Importing the modules registers FusedBatchNorm and LeNet with Keras so files load.
 from lenet_mnist.models.batch_norm import FusedBatchNorm  # noqa: F401
 from lenet_mnist.models.file_path import check_model_path
+from lenet_mnist.models.keras_file import (
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_CONFIG_BYTES,
+    DEFAULT_MAX_DEPTH,
+    DEFAULT_MAX_LAYERS,
+    DEFAULT_MAX_PARAMS,
+    load_keras_file,
+)
 from lenet_mnist.models.lenet import LeNet  # noqa: F401
 from lenet_mnist.models.portable import standard_copy
 from lenet_mnist.models.provenance import FROM_FILE, record_origin
 
 __all__ = ["check_model_path", "load_model", "save_model"]
-
-_ALLOWED_MODULE_ROOTS: Final = ("keras", "lenet_mnist")
-_FORBIDDEN_CLASSES: Final = frozenset({"Lambda", "TFOpLambda", "SlicingOpLambda"})
-_MAX_CONFIG_BYTES: Final = 16 * 1024 * 1024
 
 
 def save_model(model: keras.Model, path: str | os.PathLike[str]) -> Path:
@@ -84,84 +82,57 @@ def save_model(model: keras.Model, path: str | os.PathLike[str]) -> Path:
     return target
 
 
-def _records(node: Any) -> Iterator[dict[str, Any]]:
-    """Yield every serialized-object record (a dict with a ``class_name``) in a config."""
-    stack = [node]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            if "class_name" in item:
-                yield item
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
+def load_model(
+    path: str | os.PathLike[str],
+    *,
+    safe_mode: bool = True,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_config_bytes: int = DEFAULT_MAX_CONFIG_BYTES,
+    max_depth: int = DEFAULT_MAX_DEPTH,
+    max_layers: int = DEFAULT_MAX_LAYERS,
+    max_params: int = DEFAULT_MAX_PARAMS,
+) -> keras.Model:
+    """Load a model saved by :func:`save_model` (or an ordinary Keras image classifier).
 
+    The file is opened once (a regular file only) and read whole, at most ``max_bytes``;
+    Keras later builds the model from a private copy of those same checked bytes and
+    never opens ``path`` itself. With ``safe_mode`` (the default), before Keras builds
+    anything, the file must be:
 
-def check_model_config(config: Any, *, name: str = "<config>") -> None:
-    """Refuse a ``.keras`` config that would run code or import outside Keras and lenet-mnist.
+    * a zip archive from its first byte to its last with exactly the members Keras
+      writes (``config.json``, ``metadata.json``, ``model.weights.h5``), unencrypted,
+      within the size limits both as declared and as decompressed;
+    * a config whose every object is on an exact allow-list of ``(module, class)``
+      pairs in its proper place: this library's networks and ``FusedBatchNorm``,
+      Functional and Sequential models of the Keras layers an image classifier needs
+      (convolutions, dense, pooling, normalization, dropout, activations by name,
+      reshaping and merging layers), Keras's optimizers, learning-rate schedules,
+      losses, metrics, initializers, regularizers, constraints and dtype policies. No
+      operation nodes, ``Lambda`` layers, serialized functions, custom call arguments
+      or file paths;
+    * within ``max_depth``, ``max_layers`` and ``max_params``, counted from the config
+      (the parameters by inferring every layer's shapes);
+    * a weights file holding exactly the variables the config implies (shapes and
+      dtypes) and optimizer state consistent with them, without links, external or
+      virtual storage or filters.
 
-    Raises:
-        UnsafeModelError: A ``Lambda`` layer, a serialized function, or an object from
-            another module; the message names it.
-    """
-    for record in _records(config):
-        class_name = record.get("class_name")
-        module = record.get("module")
-        if class_name in _FORBIDDEN_CLASSES:
-            raise UnsafeModelError(
-                f"{name}: refusing to load a {class_name} layer (it carries arbitrary Python "
-                "code); pass safe_mode=False only for files you trust"
-            )
-        if class_name == "__lambda__" or (
-            isinstance(record.get("config"), dict) and "code" in record["config"]
-        ):
-            raise UnsafeModelError(
-                f"{name}: refusing to load serialized Python code ({class_name!r}); "
-                "pass safe_mode=False only for files you trust"
-            )
-        if module is not None and (
-            not isinstance(module, str)
-            or not any(
-                module == root or module.startswith(root + ".") for root in _ALLOWED_MODULE_ROOTS
-            )
-        ):
-            raise UnsafeModelError(
-                f"{name}: refusing to load {class_name!r} from module {module!r}: only Keras and "
-                "lenet_mnist objects are allowed; pass safe_mode=False only for files you trust"
-            )
-
-
-def _read_config(path: Path) -> Any:
-    try:
-        with zipfile.ZipFile(path) as archive:
-            try:
-                info = archive.getinfo("config.json")
-            except KeyError:
-                raise ModelFileError(
-                    f"{path}: not a .keras model file (no config.json inside)"
-                ) from None
-            if info.file_size > _MAX_CONFIG_BYTES:
-                raise ModelFileError(
-                    f"{path}: config.json is implausibly large ({info.file_size} bytes)"
-                )
-            raw = archive.read(info)
-    except zipfile.BadZipFile as error:
-        raise ModelFileError(f"{path}: not a .keras model file ({error})") from None
-    try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ModelFileError(f"{path}: config.json is not valid JSON ({error})") from None
-
-
-def load_model(path: str | os.PathLike[str], *, safe_mode: bool = True) -> keras.Model:
-    """Load a model saved by :func:`save_model` (or any ``.keras`` file of Keras layers).
+    The defaults fit every model this library builds many times over; raise a limit
+    only for a file you have reason to expect to be that large. A refused file is
+    never modified and nothing is written while refusing it.
 
     Args:
         path: A ``.keras`` file.
-        safe_mode: Keep it ``True`` (the default) for any file you did not make
-            yourself: the config is checked first (only Keras and lenet-mnist objects, no
-            ``Lambda`` layers or serialized functions) and Keras's safe mode stays on.
-            ``False`` skips both checks: only for trusted files.
+        safe_mode: Keep it ``True`` for any file you did not make yourself. ``False``
+            (by name only) loads with Keras's own checks alone, which lets a file run
+            code: only for files you trust. It still reads the file once, at most
+            ``max_bytes``.
+        max_bytes: Largest file, and largest total of its decompressed members, in
+            bytes (default 32 MiB).
+        max_config_bytes: Largest ``config.json``, in bytes (default 2 MiB).
+        max_depth: Deepest nesting of lists and objects in the JSON (default 64).
+        max_layers: Most layers, and most layer calls, counting nested models
+            (default 256).
+        max_params: Most model parameters (default 2**23, 32 MiB of float32).
 
     Returns:
         The model, compiled if it was saved compiled; a :class:`LeNet` comes back as a
@@ -170,27 +141,30 @@ def load_model(path: str | os.PathLike[str], *, safe_mode: bool = True) -> keras
     Raises:
         FileNotFoundError: ``path`` does not exist.
         IsADirectoryError: ``path`` is a directory.
-        ModelFileError: ``path`` is not a readable ``.keras`` archive (a ``ValueError``).
-        UnsafeModelError: With ``safe_mode``, the file would run code or load objects
-            from outside Keras and lenet-mnist.
+        ModelFileError: ``path`` is not a regular, readable ``.keras`` file within the
+            limits, or Keras cannot build it (a ``ValueError``).
+        UnsafeModelError: With ``safe_mode``, the file asks for something outside the
+            allow-list; the message names it and where it is (a ``ModelFileError``).
+        TypeError: An argument of the wrong type.
+        ValueError: A limit below 1.
 
     Example:
         >>> model = load_model("lenet.keras")  # doctest: +SKIP
+        >>> big = load_model("resnet.keras", max_bytes=256 << 20, max_params=2**26)  # doctest: +SKIP
     """
-    if not isinstance(safe_mode, bool):
-        raise TypeError(f"safe_mode must be a bool, got {type(safe_mode).__name__}")
-    file = Path(path)
-    if not file.exists():
-        raise FileNotFoundError(f"model file not found: {os.fspath(path)}")
-    if file.is_dir():
-        raise IsADirectoryError(f"expected a .keras model file, got a directory: {os.fspath(path)}")
-    config = _read_config(file)
-    if safe_mode:
-        check_model_config(config, name=os.fspath(path))
-    try:
-        model = keras.saving.load_model(file, safe_mode=safe_mode)
-    except (ValueError, TypeError, KeyError, OSError) as error:
-        raise ModelFileError(f"{file}: cannot load the model: {error}") from error
+    if not isinstance(path, str | os.PathLike):
+        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
+    check_bool("safe_mode", safe_mode)
+    limits = {
+        "max_bytes": max_bytes,
+        "max_config_bytes": max_config_bytes,
+        "max_depth": max_depth,
+        "max_layers": max_layers,
+        "max_params": max_params,
+    }
+    for name, value in limits.items():
+        check_positive_int(name, value)
+    model = load_keras_file(path, safe_mode=safe_mode, **limits)
     # Weights from a file are as repeatable as seeded ones (train(deterministic=True)).
     record_origin(model, FROM_FILE)
     return model
