@@ -31,8 +31,10 @@ __all__ = ["UNSURE_BELOW", "DigitPredictions", "predict_digits"]
 
 #: The recommended :meth:`DigitPredictions.confident` threshold for the pretrained model:
 #: a top probability under it flags the answer as "not sure". Measured with
-#: ``scripts/calibrate_pretrained.py`` on validation pictures (MNIST training digits held
-#: out from calibration's fit are not enough: the model has seen them).
+#: ``scripts/calibrate_pretrained.py`` on 2,190 validation pictures (photos and small
+#: scans of MNIST training digits 55,000-59,999, typeface pictures): 0.9 flags 4.8% of
+#: them, catches 74% of the errors and leaves 0.53% errors among the rest (2.0% in all);
+#: on the clean held-out digits it flags 1.2% and leaves 0.12%.
 UNSURE_BELOW: Final = 0.9
 
 # Large inputs run in chunks so memory stays bounded whatever the batch size. 1024

@@ -9,9 +9,9 @@
   refused as "no ink";
 * :func:`pad_with_paper`: a margin of the paper's own level around a scan, so the
   background fit sees paper on every side and a stroke that touches the scan's edge
-  (most of an 8x8 digit does) is ink, not paper. Larger pictures are not padded: on the
-  validation pictures padding them (following their lighting) measured no better, and
-  a noise-free synthetic picture showed faint false ink in the margin;
+  (most of an 8x8 digit does) is ink, not paper. ``prepare_image`` also pads a larger
+  picture whose ink touches its edge when its border is evenly lit (an enlarged scan);
+  beside a lighting gradient a margin of one level would itself look like faint ink;
 * :func:`normalize_stroke`: strokes are brought toward MNIST's width. MNIST's strokes,
   measured with :func:`stroke_width` on its first 20,000 training images at 28x28, are
   1.98 px wide (median; 10th-90th percentile 1.42-2.77 px). Hairlines are thickened (a

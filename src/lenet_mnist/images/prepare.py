@@ -497,4 +497,20 @@ def _prepare(image: npt.ArrayLike, steps: PrepareSteps = ALL_STEPS) -> npt.NDArr
     if steps.pad and scan:
         gray = pad_with_paper(gray)
     ink = _drop_specks(_ink(gray))
+    if steps.pad and not scan and _touches_edge(ink) and _evenly_lit(gray):
+        # Ink cut by the frame of an evenly lit picture (an enlarged scan): fit the paper
+        # again with a margin, so the cut stroke is ink and not paper. (A margin of one
+        # level beside a lighting gradient would itself look like faint ink.)
+        ink = _drop_specks(_ink(pad_with_paper(gray)))
     return _into_frame(ink, steps)
+
+
+def _evenly_lit(gray: npt.NDArray[np.float32]) -> bool:
+    ring = np.concatenate([gray[0], gray[-1], gray[1:-1, 0], gray[1:-1, -1]])
+    low, high = np.percentile(ring, [25, 75])
+    return bool(high - low < 0.05)
+
+
+def _touches_edge(ink: npt.NDArray[np.float32]) -> bool:
+    strong = ink > 0.5
+    return bool(strong[0].any() or strong[-1].any() or strong[:, 0].any() or strong[:, -1].any())
