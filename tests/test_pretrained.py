@@ -14,7 +14,7 @@ import tensorflow as tf
 from handwriting import photo, random_style
 from lenet_mnist import build_lenet, evaluate_model, predict_digits, prepare_image, pretrained
 from lenet_mnist.cli import main
-from lenet_mnist.models.pretrained import PRETRAINED_FILE
+from lenet_mnist.models.pretrained import CALIBRATION_FILE, PRETRAINED_FILE, pretrained_temperature
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +47,27 @@ def test_its_weights_load_into_the_robust_network_with_the_same_predictions(mode
     rebuilt = build_lenet("robust", seed=0)
     rebuilt.set_weights(model.get_weights())
     images = np.random.default_rng(0).random((16, 28, 28, 1), np.float32)
-    np.testing.assert_allclose(rebuilt(images).numpy(), model(images).numpy(), atol=1e-4)
+    # pretrained() divides the logits by the shipped temperature, nothing else.
+    expected = rebuilt(images).numpy() / pretrained_temperature()
+    np.testing.assert_allclose(expected, model(images).numpy(), atol=1e-4)
+
+
+def test_the_shipped_temperature_changes_probabilities_not_digits(model) -> None:
+    calibration = json.loads(
+        resources.files("lenet_mnist").joinpath(CALIBRATION_FILE).read_text("utf-8")
+    )
+    temperature = pretrained_temperature()
+    assert temperature == calibration["temperature"]
+    assert 0.05 <= temperature <= 20
+    # T = 1 is shipped as "no temperature": pretrained() then adds no layer.
+    assert (model.layers[-1].name == "temperature") == (temperature != 1.0)
+    rebuilt = build_lenet("robust", seed=0)
+    rebuilt.set_weights(model.get_weights())
+    images = np.random.default_rng(1).random((64, 28, 28, 1), np.float32)
+    raw = predict_digits(rebuilt, images)
+    scaled = predict_digits(model, images)
+    np.testing.assert_array_equal(raw.digits, scaled.digits)
+    np.testing.assert_allclose(scaled.logits, raw.logits / temperature, rtol=1e-4, atol=1e-5)
 
 
 def test_a_drawn_one_without_real_data(model) -> None:

@@ -20,9 +20,14 @@ numpy and TensorFlow's own image ops only:
 4. threshold relative to the ink's contrast (Otsu's method, bounded by the noise
    level) with a soft ramp that keeps anti-aliased edges, and drop specks: connected
    ink components far lighter than the heaviest one;
-5. normalize the stroke width of hairlines, crop to the ink's bounding box, scale it
-   into 20x20 with area averaging, renormalize so the strongest ink is 1, and place it
-   in 28x28 by its centre of mass.
+5. normalize the stroke width toward MNIST's (thicken hairlines, thin strokes wider
+   than 2.8 px at MNIST's scale), crop to the ink's bounding box, scale it into 20x20
+   with area averaging, renormalize so the strongest ink is 1, and place it in 28x28 by
+   its centre of mass.
+
+Scans smaller than 40 px (8x8, 16x16) are enlarged before step 2 and padded with the
+paper's level (:mod:`lenet_mnist.images.normalize` has these steps and their measured
+effect).
 """
 
 from __future__ import annotations
@@ -38,6 +43,14 @@ from lenet_mnist._util.image_array import as_picture
 from lenet_mnist.errors import ImageError
 from lenet_mnist.images.decode import MAX_PIXELS as MAX_PIXELS  # the one pixel budget
 from lenet_mnist.images.decode import decode_picture, read_picture_bytes
+from lenet_mnist.images.normalize import (
+    ALL_STEPS,
+    SCAN_SIZE,
+    PrepareSteps,
+    normalize_stroke,
+    pad_with_paper,
+    upsample_small,
+)
 
 __all__ = ["CENTRE", "MAX_PIXELS", "WORKING_SIZE", "ImageInput", "prepare_image"]
 
@@ -236,6 +249,9 @@ def _ink(gray: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
     dark_ink = dark_tail > light_tail
     bright = (np.float32(1) - gray) if dark_ink else gray
     ground = _fit_background(bright)
+    # The quadratic extrapolates below the darkest paper where ink covers a side (an 8x8
+    # scan): nothing is darker than that, so such a dip is not ink.
+    ground = np.maximum(ground, np.float32(np.percentile(bright[::step, ::step], 1)))
     if dark_ink:
         # Light reflected by the paper is multiplicative: ink / paper is lighting-free.
         paper = np.maximum(np.float32(1) - ground, np.float32(0.05))
@@ -319,24 +335,6 @@ def _drop_specks(ink: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
 # --------------------------------------------------------------- into MNIST's frame
 
 
-def _stroke_width(ink: npt.NDArray[np.float32]) -> float:
-    """Mean stroke width in pixels: twice the ink area over its perimeter."""
-    mask = ink > 0.5
-    area = float(mask.sum())
-    if area == 0:
-        return 0.0
-    edges = float((mask[1:, :] != mask[:-1, :]).sum() + (mask[:, 1:] != mask[:, :-1]).sum())
-    edges += float(mask[0].sum() + mask[-1].sum() + mask[:, 0].sum() + mask[:, -1].sum())
-    return 2.0 * area / max(edges, 1.0)
-
-
-def _dilate(image: npt.NDArray[np.float32], size: int) -> npt.NDArray[np.float32]:
-    import tensorflow as tf
-
-    tensor = tf.constant(image[np.newaxis, :, :, np.newaxis])
-    return np.asarray(tf.nn.max_pool2d(tensor, size, 1, "SAME").numpy()[0, :, :, 0])
-
-
 def _resize(image: npt.NDArray[np.float32], height: int, width: int) -> npt.NDArray[np.float32]:
     import tensorflow as tf
 
@@ -356,15 +354,14 @@ def _bbox(ink: npt.NDArray[np.float32]) -> tuple[int, int, int, int]:
     return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
 
 
-def _into_frame(ink: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+def _into_frame(ink: npt.NDArray[np.float32], steps: PrepareSteps) -> npt.NDArray[np.float32]:
     top, bottom, left, right = _bbox(ink)
     scale = _BOX / max(bottom - top, right - left)
-    width = _stroke_width(ink[top:bottom, left:right]) * scale
-    if 0 < width < 1.5:
-        # Hairlines would shrink to faint, broken traces; MNIST's strokes are 2-3 px wide.
-        ink = _dilate(ink, max(2, round((2.0 - width) / scale) + 1))
-        top, bottom, left, right = _bbox(ink)
-        scale = _BOX / max(bottom - top, right - left)
+    ink = normalize_stroke(ink, scale, thicken=steps.thicken, thin=steps.thin)
+    if not ink.any():
+        raise ImageError("no ink left after normalizing the stroke width, got an empty result")
+    top, bottom, left, right = _bbox(ink)
+    scale = _BOX / max(bottom - top, right - left)
     crop = ink[top:bottom, left:right]
     height = max(1, round(crop.shape[0] * scale))
     width_px = max(1, round(crop.shape[1] * scale))
@@ -376,8 +373,11 @@ def _into_frame(ink: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
     ys = np.arange(height, dtype=np.float64)
     xs = np.arange(width_px, dtype=np.float64)
     total = float(small.sum())
-    com_y = float(small.sum(axis=1) @ ys) / total
-    com_x = float(small.sum(axis=0) @ xs) / total
+    if steps.centre_of_mass:
+        com_y = float(small.sum(axis=1) @ ys) / total
+        com_x = float(small.sum(axis=0) @ xs) / total
+    else:
+        com_y, com_x = (height - 1) / 2, (width_px - 1) / 2
     top_out = round(CENTRE - com_y)
     left_out = round(CENTRE - com_x)
     frame = np.zeros((_SIZE, _SIZE), np.float32)
@@ -446,8 +446,29 @@ def prepare_image(image: ImageInput) -> npt.NDArray[np.float32]:
     return _prepare(image)
 
 
-def _prepare(image: npt.ArrayLike) -> npt.NDArray[np.float32]:
+def _prepare(image: npt.ArrayLike, steps: PrepareSteps = ALL_STEPS) -> npt.NDArray[np.float32]:
     pixels, full = as_picture(image)
     gray = _working_gray(pixels, full)
+    scan = max(gray.shape) < SCAN_SIZE
+    if steps.upsample_small:
+        gray = upsample_small(gray)
+    if steps.pad and scan:
+        gray = pad_with_paper(gray)
     ink = _drop_specks(_ink(gray))
-    return _into_frame(ink)
+    if steps.pad and not scan and _touches_edge(ink) and _evenly_lit(gray):
+        # Ink cut by the frame of an evenly lit picture (an enlarged scan): fit the paper
+        # again with a margin, so the cut stroke is ink and not paper. (A margin of one
+        # level beside a lighting gradient would itself look like faint ink.)
+        ink = _drop_specks(_ink(pad_with_paper(gray)))
+    return _into_frame(ink, steps)
+
+
+def _evenly_lit(gray: npt.NDArray[np.float32]) -> bool:
+    ring = np.concatenate([gray[0], gray[-1], gray[1:-1, 0], gray[1:-1, -1]])
+    low, high = np.percentile(ring, [25, 75])
+    return bool(high - low < 0.05)
+
+
+def _touches_edge(ink: npt.NDArray[np.float32]) -> bool:
+    strong = ink > 0.5
+    return bool(strong[0].any() or strong[-1].any() or strong[:, 0].any() or strong[:, -1].any())

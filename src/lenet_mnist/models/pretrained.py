@@ -4,21 +4,63 @@ The weights file ``lenet_mnist/weights/robust.keras`` is produced by
 ``scripts/train_pretrained.py`` (seeded; its docstring gives the recipe and the run
 time): the ``"robust"`` network of :func:`lenet_mnist.build_lenet`, trained with
 augmentation that makes it robust to real handwriting after
-:func:`lenet_mnist.prepare_image`.
+:func:`lenet_mnist.prepare_image`. Beside it, ``weights/robust.json`` holds the
+calibration temperature (``scripts/calibrate_pretrained.py`` fits it on MNIST training
+images held out for validation); :func:`pretrained` divides the logits by it with a final
+``Rescaling`` layer, which changes the probabilities but never the predicted digit.
 """
 
 from __future__ import annotations
 
 import functools
+import json
+import math
 from importlib import resources
 from typing import Final
 
 import keras
 
-__all__ = ["PRETRAINED_FILE", "pretrained"]
+__all__ = ["CALIBRATION_FILE", "PRETRAINED_FILE", "pretrained", "pretrained_temperature"]
 
 #: The shipped weights, relative to the ``lenet_mnist`` package.
 PRETRAINED_FILE: Final = "weights/robust.keras"
+#: The shipped calibration (``{"temperature": T, ...}``), relative to the package.
+CALIBRATION_FILE: Final = "weights/robust.json"
+_MAX_CALIBRATION_BYTES: Final = 64 * 1024
+
+
+@functools.cache
+def pretrained_temperature() -> float:
+    """The temperature the pretrained model's logits are divided by (1.0 if none ships).
+
+    Raises:
+        ModelFileError: The calibration file is unreadable or its temperature is not a
+            number in [0.05, 20].
+    """
+    from lenet_mnist.errors import ModelFileError
+
+    resource = resources.files("lenet_mnist").joinpath(CALIBRATION_FILE)
+    if not resource.is_file():
+        return 1.0
+    data = resource.read_bytes()
+    try:
+        if len(data) > _MAX_CALIBRATION_BYTES:
+            raise ValueError(f"over {_MAX_CALIBRATION_BYTES} bytes")
+        value = json.loads(data)["temperature"]
+    except (ValueError, KeyError, TypeError) as error:
+        raise ModelFileError(
+            f"unreadable calibration lenet_mnist/{CALIBRATION_FILE}, got {error}"
+        ) from None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or not 0.05 <= value <= 20
+    ):
+        raise ModelFileError(
+            f"calibration temperature must be a number in [0.05, 20], got {value!r}"
+        )
+    return float(value)
 
 
 @functools.cache
@@ -34,7 +76,13 @@ def _shipped() -> keras.Model:
         )
     # as_file gives a real path even when the package is imported from a zip archive.
     with resources.as_file(resource) as path:
-        return load_model(path)
+        network = load_model(path)
+    temperature = pretrained_temperature()
+    if temperature == 1.0:
+        return network
+    # A positive scale keeps every argmax; the weights stay those of the file.
+    scaled = keras.layers.Rescaling(1.0 / temperature, name="temperature")(network.output)
+    return keras.Model(network.input, scaled, name=network.name)
 
 
 def pretrained() -> keras.Model:
@@ -47,8 +95,12 @@ def pretrained() -> keras.Model:
     Returns:
         An uncompiled functional ``keras.Model`` (the ``"robust"`` variant of
         :func:`lenet_mnist.build_lenet`) mapping ``(batch, 28, 28, 1)`` float32 images
-        in [0, 1], white ink on black, to ``(batch, 10)`` float32 logits. Compile it
-        (e.g. :func:`lenet_mnist.compile_model`) before training it further.
+        in [0, 1], white ink on black, to ``(batch, 10)`` float32 calibrated logits:
+        the network's logits divided by :func:`pretrained_temperature` (a final
+        weightless ``Rescaling`` layer named ``"temperature"``), so the softmax of
+        :func:`lenet_mnist.predict_digits` is calibrated and its argmax is the
+        network's. Its weights are exactly those of ``build_lenet("robust")``. Compile
+        it (e.g. :func:`lenet_mnist.compile_model`) before training it further.
 
     Raises:
         ModelFileError: The weights file is missing or unreadable (a broken install).
