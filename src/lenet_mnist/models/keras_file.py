@@ -21,7 +21,7 @@ and allocations as large as the file declares. :func:`load_keras_file` therefore
 5. opens ``model.weights.h5`` from memory and checks that it holds exactly those
    variables (plus optimizer state consistent with the trainable ones): no links, no
    external or virtual storage, no filters, no other objects;
-6. only then hands the same verified bytes to Keras (see :func:`_build_with_keras` for
+6. only then hands the same verified bytes to Keras (see ``_build_with_keras`` for
    how, without Keras ever opening the caller's path), converting whatever Keras raises
    into :class:`~lenet_mnist.errors.ModelFileError`.
 
@@ -2767,7 +2767,7 @@ def load_keras_file(
 ) -> keras.Model:
     """Read, check and load a ``.keras`` file (see the module docstring for the steps).
 
-    Arguments are checked by the caller (:func:`lenet_mnist.serialization.load_model`).
+    Arguments are checked by the caller (:func:`lenet_mnist.load_model`).
     With ``safe_mode=False`` the file is still read once and bounded by ``max_bytes``,
     and loaded from a private copy, but neither its structure nor its config is checked.
 
