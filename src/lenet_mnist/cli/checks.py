@@ -70,6 +70,11 @@ def _train(args: argparse.Namespace) -> None:
         _figure(args.plot_history, "--plot-history")
     if args.checkpoint_dir is not None:
         check_output_path(args.checkpoint_dir, "--checkpoint-dir", directory=True)
+    if args.distribute == "multi_worker":
+        # The cluster's description comes first: every worker reads it before any data.
+        from lenet_mnist.training.multiworker import read_tf_config
+
+        read_tf_config()
     _data_dir(args)
 
 
