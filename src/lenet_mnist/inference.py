@@ -196,15 +196,19 @@ def predict_digits(
         raise TypeError(f"model must be a keras.Model, got {type(model).__name__}")
     batch = images_to_batch(images)
     run = _predictor(model)
-    parts = [
-        run(tf.constant(batch[start : start + _CHUNK])).numpy()
-        for start in range(0, batch.shape[0], _CHUNK)
-    ]
-    both = parts[0] if len(parts) == 1 else np.concatenate(parts)
+    if batch.shape[0] <= _CHUNK:
+        both = run(tf.constant(batch)).numpy()
+    else:
+        both = np.concatenate(
+            [
+                run(tf.constant(batch[start : start + _CHUNK])).numpy()
+                for start in range(0, batch.shape[0], _CHUNK)
+            ]
+        )
     classes = both.shape[1] // 2
     logits_all, probs_all = both[:, :classes], both[:, classes:]
     return DigitPredictions(
-        digits=np.argmax(probs_all, axis=-1).astype(np.int64),
+        digits=np.argmax(probs_all, axis=-1).astype(np.int64, copy=False),
         probabilities=probs_all,
         logits=logits_all,
     )

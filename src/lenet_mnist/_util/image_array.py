@@ -73,7 +73,8 @@ def pixel_scale(array: npt.NDArray[np.generic], what: str = "images") -> float:
             f"{what} must be a numeric array (integers 0..255 or floats in [0, 1]), "
             f"got dtype {array.dtype}"
         )
-    if array.size == 0:
+    if array.size == 0 or array.dtype == np.uint8:
+        # uint8 holds exactly 0..255: nothing to check, and the one-image path is hot.
         return 255.0 if kind in "ui" else 1.0
     if kind == "f":
         # min and max propagate NaN and show infinities: two passes check everything.
@@ -157,7 +158,9 @@ def as_unit_range(array: npt.NDArray[np.generic], what: str = "images") -> npt.N
         [0.0, 0.2, 1.0]
     """
     if pixel_scale(array, what) == 255.0:
-        return array.astype(np.float32) / np.float32(255.0)
+        scaled = array.astype(np.float32)
+        scaled /= np.float32(255.0)  # in place: one allocation, the same values
+        return scaled
     return array.astype(np.float32, copy=False)
 
 
