@@ -225,6 +225,36 @@ def build_parser() -> argparse.ArgumentParser:
     _add_dataset(export)
     _add_data_dir(export)
 
+    # serve: its own block; the command is _cmd_serve, the work lenet_mnist.serve.serve.
+    serve = commands.add_parser(
+        "serve",
+        help="serve a model over HTTP: a drawing page and TensorFlow Serving's REST API",
+        description="Serve a model over HTTP until Ctrl+C: a page to draw a digit on (GET /), "
+        "TensorFlow Serving's REST predict (POST /v1/models/lenet:predict), picture uploads "
+        "(POST /v1/images:predict) and Prometheus metrics (GET /metrics). Concurrent "
+        "requests are batched into one model call. Needs the serve extra.",
+    )
+    serve.add_argument(
+        "--model",
+        metavar="MODEL",
+        help="a .keras model file (default: the pretrained model shipped with lenet-mnist)",
+    )
+    serve.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0: the network)",
+    )
+    serve.add_argument(
+        "--port", type=int, default=8500, help="TCP port (default 8500; 0: any free port)"
+    )
+    serve.add_argument(
+        "--max-batch",
+        type=int,
+        default=64,
+        metavar="N",
+        help="most images per model call when requests are batched (1..4096, default 64)",
+    )
+
     commands.add_parser(
         "info",
         help="show versions, devices and where the data would be read from",
@@ -455,6 +485,24 @@ def _cmd_export(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def _cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
+    from pathlib import Path
+
+    if not 0 <= args.port <= 65535:
+        raise ValueError(f"--port must be in 0..65535, got {args.port}")
+    if not 1 <= args.max_batch <= 4096:
+        raise ValueError(f"--max-batch must be in 1..4096, got {args.max_batch}")
+    if not args.host or any(c.isspace() for c in args.host):
+        raise ValueError(f"--host must be a host name or IP address, got {args.host!r}")
+    if args.model is not None and not Path(args.model).is_file():
+        raise FileNotFoundError(f"model file not found: {args.model}")
+    import lenet_mnist.serve as serving
+
+    serving.require_serve_extra()  # before loading anything
+    serving.serve(args.model, host=args.host, port=args.port, max_batch=args.max_batch, out=out)
+    return 0
+
+
 def _cmd_info(args: argparse.Namespace, out: TextIO) -> int:
     import platform
 
@@ -486,6 +534,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO], int]] = {
     "show": _cmd_show,
     "export": _cmd_export,
     "info": _cmd_info,
+    "serve": _cmd_serve,
 }
 
 
