@@ -647,6 +647,36 @@ def test_headers_over_the_limit_close_the_connection(strict: Server) -> None:
     assert seconds < 5.0
 
 
+def _picture_workers(server: Server) -> list[int]:
+    workers = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            command = (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(fields[1]) == server.process.pid and b"spawn_main" in command:
+            workers.append(int(stat.parent.name))
+    return workers
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds workers through /proc")
+def test_a_dead_picture_worker_is_replaced(strict: Server) -> None:
+    picture = encode(stroke_picture(), "png")
+    status, first = strict.pictures(picture, "image/png")
+    assert status == 200
+    workers = _picture_workers(strict)
+    assert len(workers) == 2  # STRICT's picture_processes
+    os.kill(workers[0], 9)
+    time.sleep(0.5)
+    # The request that meets the broken pool is retried on a new one: no error at all.
+    status, answer = strict.pictures(picture, "image/png")
+    assert status == 200, answer
+    assert answer["predictions"][0]["digit"] == first["predictions"][0]["digit"]
+    assert workers[0] not in _picture_workers(strict)
+
+
 # ------------------------------------------------------------------ concurrency, metrics
 
 

@@ -50,6 +50,7 @@ from lenet_mnist.serve.payloads import (
     parse_predict,
     split_pictures,
 )
+from lenet_mnist.serve.pictures import PicturePool
 
 __all__ = ["MODEL_NAME", "MODEL_VERSION", "build_app"]
 
@@ -221,7 +222,7 @@ class _Service:
         self.metrics = metrics
         self.predict_function = predict
         self.large_turns = asyncio.Semaphore(limits.large_bodies)
-        self.pictures = anyio.CapacityLimiter(limits.picture_threads)
+        self.pictures = PicturePool(limits.picture_processes)
         self.parsers = anyio.CapacityLimiter(limits.large_bodies)
         status = {
             "model_version_status": [
@@ -368,13 +369,10 @@ class _Service:
         return JSONResponse({"predictions": _rows(result)})
 
     async def _prepare_all(self, pictures: list[bytes]) -> npt.NDArray[np.float32]:
-        async def one(picture: bytes) -> npt.NDArray[np.float32]:
-            # Bytes only, never a path: prepare_image decodes them in memory.
-            return await anyio.to_thread.run_sync(
-                lenet_mnist.prepare_image, picture, limiter=self.pictures
-            )
-
-        outcomes = await asyncio.gather(*(one(p) for p in pictures), return_exceptions=True)
+        # Bytes only, never a path: prepare_image decodes them in memory.
+        outcomes = await asyncio.gather(
+            *(self.pictures.prepare(p) for p in pictures), return_exceptions=True
+        )
         for index, outcome in enumerate(outcomes):
             if isinstance(outcome, ValueError):  # ImageError is a ValueError
                 where = f"picture {index}: " if len(pictures) > 1 else ""
@@ -475,11 +473,13 @@ def build_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await batcher.start()
+        service.pictures.start()
         if on_ready is not None:
             on_ready()
         try:
             yield
         finally:
+            service.pictures.close()
             await batcher.close()
 
     routes = [Route(path, service.page, methods=["GET"]) for path in _ASSETS]

@@ -48,8 +48,9 @@ class ServeLimits:
             more closes the connection with a 400.
         max_connections: Connections (and requests) served at once; above it uvicorn
             answers 503 (its ``limit_concurrency``; default 256).
-        picture_threads: Pictures prepared at the same time, each in a worker thread
-            (default 2: the development machine's cores).
+        picture_processes: Worker processes preparing uploaded pictures in parallel
+            (default 2: the development machine's cores); 0 prepares them in a thread
+            of the server process instead (no extra processes, one picture at a time).
 
     Raises:
         TypeError: A limit that is not an int (or, for the timeouts, a number).
@@ -75,7 +76,7 @@ class ServeLimits:
     keep_alive_timeout: int = 5
     max_header_bytes: int = 64 * 1024
     max_connections: int = 256
-    picture_threads: int = 2
+    picture_processes: int = 2
 
     def __post_init__(self) -> None:
         for field in fields(self):
@@ -88,8 +89,9 @@ class ServeLimits:
                 continue
             if isinstance(value, bool) or not isinstance(value, int):
                 raise TypeError(f"{field.name} must be an int, got {type(value).__name__}")
-            if value < 1:
-                raise ValueError(f"{field.name} must be at least 1, got {value}")
+            least = 0 if field.name == "picture_processes" else 1
+            if value < least:
+                raise ValueError(f"{field.name} must be at least {least}, got {value}")
         if self.small_body_bytes > self.max_body_bytes:
             raise ValueError(
                 "small_body_bytes must not exceed max_body_bytes, got "
