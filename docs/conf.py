@@ -51,7 +51,8 @@ napoleon_use_rtype = False
 # types therefore have no target; they are rendered as plain names instead of
 # failing the nitpicky build.
 _THIRD_PARTY = (
-    "numpy np npt keras tensorflow tf matplotlib PIL onnx onnxruntime tf2onnx ai_edge_litert"
+    "numpy np npt keras tensorflow tf matplotlib PIL onnx onnxruntime tf2onnx ai_edge_litert "
+    "starlette uvicorn"
 )
 nitpick_ignore_regex = [
     ("py:.*", rf"({_THIRD_PARTY.replace(' ', '|')})(\..*)?"),

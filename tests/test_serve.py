@@ -10,11 +10,14 @@ is compared with :func:`lenet_mnist.predict_digits` on the same model in this pr
 from __future__ import annotations
 
 import asyncio
+import doctest
 import http.client
+import importlib
 import io
 import json
 import math
 import os
+import pkgutil
 import re
 import shutil
 import socket
@@ -343,6 +346,32 @@ def test_signatures_of_the_exported_saved_model(api: Server) -> None:
     )
     assert status == 400
     assert re.search("integer pixels 0..255", answer["error"])
+
+
+@pytest.mark.slow
+def test_portable_requests_fit_the_exported_saved_model(
+    strict: Server, small_model_file: Path, tmp_path: Path
+) -> None:
+    # What TensorFlow Serving does with the same JSON: each instance becomes a row of
+    # the signature's one input 'image', converted to the signature's dtype.
+    import tensorflow as tf
+
+    exported = lm.export_model(lm.load_model(small_model_file), tmp_path / "lenet" / "1")
+    signatures = tf.saved_model.load(str(exported)).signatures
+    images = digit_images(3, seed=8)[..., np.newaxis]
+    for name, instances, dtype in (
+        ("serving_default", (images / 255.0).tolist(), tf.float32),
+        ("serving_uint8", images.tolist(), tf.uint8),
+    ):
+        body = {"signature_name": name, "instances": instances}
+        status, answer = strict.predict(body)
+        assert status == 200
+        signature = signatures[name]
+        (input_name,) = signature.structured_input_signature[1]
+        assert input_name == "image"
+        expected = signature(image=tf.constant(np.array(instances), dtype))
+        probabilities = [p["probabilities"] for p in answer["predictions"]]
+        np.testing.assert_allclose(probabilities, expected["probabilities"].numpy(), atol=2e-5)
 
 
 @pytest.mark.slow
@@ -913,6 +942,29 @@ def test_batcher_model_errors_reach_every_waiting_request() -> None:
 
     outcomes = asyncio.run(main())
     assert all(isinstance(o, RuntimeError) and str(o) == "model exploded" for o in outcomes)
+
+
+SERVE_MODULES = sorted(
+    f"lenet_mnist.serve.{info.name}"
+    for info in pkgutil.iter_modules(importlib.import_module("lenet_mnist.serve").__path__)
+)
+
+
+def test_serve_modules_are_found() -> None:
+    # tests/test_doctests.py walks the top level only; the serve package's own are here.
+    assert {"lenet_mnist.serve.app", "lenet_mnist.serve.payloads"} <= set(SERVE_MODULES)
+
+
+@pytest.mark.parametrize("module_name", SERVE_MODULES)
+def test_serve_docstring_examples(module_name: str) -> None:
+    module = importlib.import_module(module_name)
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS, verbose=False)
+    tests = doctest.DocTestFinder(exclude_empty=True).find(module, module_name)
+    report: list[str] = []
+    for test in tests:
+        runner.run(test, out=report.append)
+    if runner.failures:
+        pytest.fail("".join(report), pytrace=False)
 
 
 # ------------------------------------------------------------------ the page in a browser
