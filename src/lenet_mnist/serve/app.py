@@ -47,6 +47,7 @@ from lenet_mnist.serve.metrics import CONTENT_TYPE, ServeMetrics
 from lenet_mnist.serve.payloads import (
     PICTURE_TYPES,
     PayloadTooLargeError,
+    PredictRequest,
     parse_predict,
     split_pictures,
 )
@@ -210,17 +211,10 @@ def _asset(name: str) -> bytes:
 class _Service:
     """The handlers of one app and the state they share."""
 
-    def __init__(
-        self,
-        predict: Callable[[npt.NDArray[np.float32]], BatchResult],
-        limits: ServeLimits,
-        batcher: MicroBatcher,
-        metrics: ServeMetrics,
-    ) -> None:
+    def __init__(self, limits: ServeLimits, batcher: MicroBatcher, metrics: ServeMetrics) -> None:
         self.limits = limits
         self.batcher = batcher
         self.metrics = metrics
-        self.predict_function = predict
         self.large_turns = asyncio.Semaphore(limits.large_bodies)
         self.pictures = PicturePool(limits.picture_processes)
         self.parsers = anyio.CapacityLimiter(limits.large_bodies)
@@ -341,7 +335,7 @@ class _Service:
             return JSONResponse({"outputs": _columns(result)})
         return JSONResponse({"predictions": _rows(result)})
 
-    def _parse(self, body: bytes) -> Any:
+    def _parse(self, body: bytes) -> PredictRequest:
         return parse_predict(body, max_instances=self.limits.max_instances)
 
     async def images(self, request: Request) -> Response:
@@ -373,13 +367,15 @@ class _Service:
         outcomes = await asyncio.gather(
             *(self.pictures.prepare(p) for p in pictures), return_exceptions=True
         )
+        prepared: list[npt.NDArray[np.float32]] = []
         for index, outcome in enumerate(outcomes):
             if isinstance(outcome, ValueError):  # ImageError is a ValueError
                 where = f"picture {index}: " if len(pictures) > 1 else ""
                 raise _HTTPError(400, "bad_picture", where + _one_line(outcome))
             if isinstance(outcome, BaseException):
                 raise outcome
-        return np.stack(outcomes)[..., np.newaxis]  # type: ignore[arg-type]
+            prepared.append(outcome)
+        return np.stack(prepared)[..., np.newaxis]
 
 
 async def _http_error(request: Request, error: Exception) -> Response:
@@ -468,7 +464,7 @@ def build_app(
     batcher = MicroBatcher(
         predict, max_batch=max_batch, max_delay=float(max_delay), on_batch=metrics.observe_batch
     )
-    service = _Service(predict, limits, batcher, metrics)
+    service = _Service(limits, batcher, metrics)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

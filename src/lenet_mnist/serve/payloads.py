@@ -269,7 +269,7 @@ def split_pictures(body: bytes, content_type: str, *, max_pictures: int) -> list
         [b'PNG']
     """
     kind, options = parse_options_header(content_type)
-    if kind.decode("latin-1") in PICTURE_TYPES:
+    if kind.decode("latin-1").lower() in PICTURE_TYPES:
         return [body]
     boundary = options.get(b"boundary")
     if not boundary:
