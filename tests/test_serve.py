@@ -29,6 +29,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -551,7 +552,7 @@ def test_blank_and_truncated_pictures(api: Server) -> None:
         ("GET", PREDICT, 405, "accepts POST, got GET"),
         ("PUT", "/v1/images:predict", 405, "accepts POST, got PUT"),
         ("POST", "/", 405, "accepts GET, HEAD, got POST"),
-        ("DELETE", "/metrics", 405, "got DELETE"),
+        ("DELETE", "/metrics", 405, "/metrics accepts GET, HEAD, got DELETE"),
     ],
 )
 def test_unknown_paths_and_wrong_methods(
@@ -984,7 +985,7 @@ def _browser():
 
 
 @pytest.fixture
-def browser(tmp_path: Path) -> Iterator[object]:
+def browser(tmp_path: Path) -> Iterator[Any]:
     webdriver, chromium, driver = _browser()
     from selenium.webdriver.chrome.service import Service
 
@@ -1010,11 +1011,11 @@ def browser(tmp_path: Path) -> Iterator[object]:
         session.quit()
 
 
-def _wait_for_answer(browser: object, previous: str = "?") -> str:
+def _wait_for_answer(browser: Any, previous: str = "?") -> str:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        shown = browser.find_element("id", "digit").text  # type: ignore[attr-defined]
-        status = browser.find_element("id", "status").text  # type: ignore[attr-defined]
+        shown = browser.find_element("id", "digit").text
+        status = browser.find_element("id", "status").text
         assert not status, status
         if shown != previous:
             return str(shown)
@@ -1024,16 +1025,16 @@ def _wait_for_answer(browser: object, previous: str = "?") -> str:
 
 @pytest.mark.slow
 def test_page_draw_a_one_with_pointer_events(
-    api: Server, browser: object, pretrained: object, tmp_path: Path
+    api: Server, browser: Any, pretrained: object, tmp_path: Path
 ) -> None:
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.actions import interaction
     from selenium.webdriver.common.actions.action_builder import ActionBuilder
     from selenium.webdriver.common.actions.pointer_input import PointerInput
 
-    browser.get(f"http://127.0.0.1:{api.port}/")  # type: ignore[attr-defined]
-    canvas = browser.find_element("id", "pad")  # type: ignore[attr-defined]
-    assert len(browser.find_elements("css selector", "#bars li")) == 10  # type: ignore[attr-defined]
+    browser.get(f"http://127.0.0.1:{api.port}/")
+    canvas = browser.find_element("id", "pad")
+    assert len(browser.find_elements("css selector", "#bars li")) == 10
     # A mouse stroke: pointerdown, pointermoves down the middle, pointerup.
     actions = ActionChains(browser, duration=20)
     actions.move_to_element_with_offset(canvas, 5, -95).click_and_hold()
@@ -1042,22 +1043,22 @@ def test_page_draw_a_one_with_pointer_events(
     actions.release().perform()
     shown = _wait_for_answer(browser)
     # The answer shown is the model's answer for the picture the page sent.
-    png = browser.execute_script(  # type: ignore[attr-defined]
+    png = browser.execute_script(
         "return document.getElementById('pad').toDataURL('image/png').split(',')[1]"
     )
     import base64
 
     expected = lm.predict_digits(pretrained, base64.b64decode(png))
     assert shown == str(int(expected.digits[0])) == "1"
-    bars = browser.find_elements("css selector", "#bars li .value")  # type: ignore[attr-defined]
+    bars = browser.find_elements("css selector", "#bars li .value")
     values = [float(b.text.rstrip("%")) for b in bars]
     assert abs(sum(values) - 100) < 1.0
     assert max(values) == values[1]
-    assert browser.save_screenshot(str(tmp_path / "page.png"))  # type: ignore[attr-defined]
+    assert browser.save_screenshot(str(tmp_path / "page.png"))
 
     # Clear, then a touch stroke (a pen/touch pointer, not the mouse): a "7".
-    browser.find_element("id", "clear").click()  # type: ignore[attr-defined]
-    assert browser.find_element("id", "digit").text == "?"  # type: ignore[attr-defined]
+    browser.find_element("id", "clear").click()
+    assert browser.find_element("id", "digit").text == "?"
     touch = PointerInput(interaction.POINTER_TOUCH, "finger")
     builder = ActionBuilder(browser, mouse=touch, duration=20)
     builder.pointer_action.move_to(canvas, -70, -80).pointer_down()
@@ -1066,7 +1067,7 @@ def test_page_draw_a_one_with_pointer_events(
     builder.pointer_action.pointer_up()
     builder.perform()
     shown = _wait_for_answer(browser)
-    png = browser.execute_script(  # type: ignore[attr-defined]
+    png = browser.execute_script(
         "return document.getElementById('pad').toDataURL('image/png').split(',')[1]"
     )
     expected = lm.predict_digits(pretrained, base64.b64decode(png))
@@ -1074,18 +1075,18 @@ def test_page_draw_a_one_with_pointer_events(
 
 
 @pytest.mark.slow
-def test_page_upload_a_picture(api: Server, browser: object, tmp_path: Path) -> None:
+def test_page_upload_a_picture(api: Server, browser: Any, tmp_path: Path) -> None:
     picture = tmp_path / "one.jpg"
     picture.write_bytes(encode(stroke_picture(300, 200), "jpeg"))
-    browser.get(f"http://127.0.0.1:{api.port}/")  # type: ignore[attr-defined]
-    browser.find_element("id", "file").send_keys(str(picture))  # type: ignore[attr-defined]
+    browser.get(f"http://127.0.0.1:{api.port}/")
+    browser.find_element("id", "file").send_keys(str(picture))
     assert _wait_for_answer(browser) == "1"
     # A file that is not a picture: the server's one-line reason is shown.
     text = tmp_path / "notes.txt"
     text.write_text("not a picture")
-    browser.find_element("id", "file").send_keys(str(text))  # type: ignore[attr-defined]
+    browser.find_element("id", "file").send_keys(str(text))
     deadline = time.monotonic() + 30
-    while not browser.find_element("id", "status").text:  # type: ignore[attr-defined]
+    while not browser.find_element("id", "status").text:
         assert time.monotonic() < deadline, "no error shown"
         time.sleep(0.1)
-    assert "not a readable" in browser.find_element("id", "status").text  # type: ignore[attr-defined]
+    assert "not a readable" in browser.find_element("id", "status").text

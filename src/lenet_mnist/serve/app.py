@@ -390,7 +390,9 @@ async def _starlette_error(request: Request, error: Exception) -> Response:
     if error.status_code == 404:
         return _error_response(request.scope, 404, "not_found", f"no such endpoint, got {shown}")
     if error.status_code == 405:
-        allowed = (error.headers or {}).get("Allow", "")
+        # Sorted: Starlette builds the header from a set, in no fixed order.
+        methods = (error.headers or {}).get("Allow", "").split(",")
+        allowed = ", ".join(sorted(m.strip() for m in methods if m.strip()))
         return _error_response(
             request.scope,
             405,

@@ -12,7 +12,9 @@ whose headers take longer than ``header_timeout`` and refuses more than
 from __future__ import annotations
 
 import asyncio
+import gc
 import ipaddress
+import multiprocessing
 import os
 import socket
 import sys
@@ -168,8 +170,12 @@ def serve(
         out: Where to print the ``serving ... on http://...`` line once the server
             answers (default ``sys.stdout``).
 
+    A script that calls it must do so under ``if __name__ == "__main__":``: the
+    picture workers are started with ``spawn``, which imports the main module again.
+
     Raises:
         TypeError, ValueError: A bad argument (checked before the model is loaded).
+        RuntimeError: Called from a worker process importing an unguarded script.
         FileNotFoundError, ModelFileError: A model file that is missing or unreadable.
         OSError: The address cannot be listened on (for example, the port is taken).
 
@@ -177,6 +183,13 @@ def serve(
         >>> serve("lenet.keras", port=8500)  # doctest: +SKIP
         serving lenet (lenet.keras) on http://127.0.0.1:8500 -- Ctrl+C stops it
     """
+    if multiprocessing.parent_process() is not None:
+        # A picture worker (started with "spawn") imports the main module again; a
+        # script that calls serve() unguarded would start a server in every worker.
+        raise RuntimeError(
+            "serve() was called while a worker process imported the main module; call it "
+            "under `if __name__ == '__main__':`, got a call from a multiprocessing child"
+        )
     host = _check_host(host)
     port = _check_port(port)
     if limits is None:
@@ -210,6 +223,11 @@ def serve(
         app = build_app(
             model, max_batch=max_batch, max_delay=max_delay, limits=limits, on_ready=ready
         )
+        # TensorFlow and Keras leave ~400,000 objects that the garbage collector would
+        # traverse on every full collection, stalling all requests; this process is the
+        # server's alone, so they are moved out of its reach once, after the warm-up.
+        gc.collect()
+        gc.freeze()
         config = uvicorn.Config(
             app,
             http=_guarded_protocol(limits),
