@@ -194,6 +194,7 @@ def start_server(command: list[str], port: int, log: Path) -> Server:
 
 def stop_server(server: Server) -> str:
     alive = server.process.poll() is None
+    workers = _picture_workers(server) if Path("/proc/self/stat").exists() else []
     server.process.terminate()
     try:
         server.process.wait(20)
@@ -202,6 +203,12 @@ def stop_server(server: Server) -> str:
         server.process.wait()
     output = server.log.read_text(errors="replace")
     assert alive, f"the server died during the tests:\n{output}"
+    # The picture workers leave with the server (uvicorn re-raises SIGTERM to exit).
+    assert workers, "no picture worker processes were found"
+    deadline = time.monotonic() + 10
+    while any(Path(f"/proc/{pid}").exists() for pid in workers):
+        assert time.monotonic() < deadline, f"picture workers {workers} outlived the server"
+        time.sleep(0.1)
     return output
 
 

@@ -477,7 +477,7 @@ def build_app(
         try:
             yield
         finally:
-            service.pictures.close()
+            await service.pictures.close()
             await batcher.close()
 
     routes = [Route(path, service.page, methods=["GET"]) for path in _ASSETS]
