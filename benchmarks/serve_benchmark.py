@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import platform
@@ -35,6 +36,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -74,7 +76,7 @@ def machine() -> dict[str, Any]:
             from importlib.metadata import version
 
             versions[name] = version(name)
-        except Exception:  # noqa: BLE001 - a missing optional package is just noted
+        except Exception:  # a missing optional package is just noted
             versions[name] = None
     return {
         "cpu": cpu,
@@ -110,7 +112,7 @@ def canvas_pictures(count: int, seed: int = 0) -> list[bytes]:
     for _ in range(count):
         canvas = np.zeros((280, 280), np.float32)
         points = rng.uniform(50, 230, size=(4, 2)).astype(np.float32)
-        for (y0, x0), (y1, x1) in zip(points[:-1], points[1:], strict=True):
+        for (y0, x0), (y1, x1) in itertools.pairwise(points):
             dy, dx = y1 - y0, x1 - x0
             t = np.clip(((ys - y0) * dy + (xs - x0) * dx) / max(dy * dy + dx * dx, 1e-6), 0, 1)
             distance = np.hypot(ys - (y0 + t * dy), xs - (x0 + t * dx))
@@ -142,9 +144,7 @@ async def _exchange(
     return int(head[9:12]), body
 
 
-async def run_load(
-    port: int, requests: list[bytes], total: int, clients: int
-) -> dict[str, Any]:
+async def run_load(port: int, requests: list[bytes], total: int, clients: int) -> dict[str, Any]:
     """Send ``total`` requests (cycling through ``requests``) from ``clients`` connections."""
     latencies: list[float] = []
     bodies: list[tuple[int, bytes]] = []
@@ -246,6 +246,9 @@ def main() -> int:
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32, 128])
     parser.add_argument("--output", type=Path, help="write the results as JSON here")
     parser.add_argument("--quick", action="store_true", help="a smoke run: few requests")
+    parser.add_argument(
+        "--memory-only", action="store_true", help="only the start time and the memory run"
+    )
     args = parser.parse_args()
     if args.quick:
         args.json_requests, args.picture_requests, args.memory_requests = 300, 100, 1000
@@ -278,7 +281,7 @@ def main() -> int:
     picture_expected = lm.predict_digits(model, pictures).digits.tolist()
 
     port = free_port()
-    log = Path(os.environ.get("TMPDIR", "/tmp")) / f"serve-benchmark-{port}.log"
+    log = Path(tempfile.gettempdir()) / f"serve-benchmark-{port}.log"
     process, start_seconds, _ = start_server(port, log)
     results: dict[str, Any] = {"machine": info, "start_to_first_answer_s": start_seconds}
     print(f"server start to first answer: {start_seconds:.2f} s", flush=True)
@@ -287,7 +290,7 @@ def main() -> int:
         for kind, requests, total, expected in (
             ("JSON, 1 image", json_requests, args.json_requests, json_expected),
             ("PNG upload", picture_requests, args.picture_requests, picture_expected),
-        ):
+        )[: 0 if args.memory_only else 2]:
             for clients in args.clients:
                 asyncio.run(run_load(port, requests, min(total, 4 * clients), clients))  # warm
                 row = asyncio.run(run_load(port, requests, total, clients))
@@ -300,22 +303,29 @@ def main() -> int:
                     f"errors {row['errors']}",
                     flush=True,
                 )
-        before = rss_mib(process.pid)
-        memory = asyncio.run(run_load(port, json_requests, args.memory_requests, 32))
-        memory.pop("_bodies")
-        after = rss_mib(process.pid)
+        # RSS sampled every quarter of the run: a leak grows steadily, warm-up levels off.
+        samples = [rss_mib(process.pid)]
+        quarter = max(1, args.memory_requests // 4)
+        done, runs = 0, []
+        while done < args.memory_requests:
+            count = min(quarter, args.memory_requests - done)
+            run = asyncio.run(run_load(port, json_requests, count, 32))
+            run.pop("_bodies")
+            runs.append(run)
+            done += count
+            samples.append(rss_mib(process.pid))
+        seconds = sum(r["seconds"] for r in runs)
+        errors = sum(r["errors"] for r in runs)
         results["memory"] = {
             "requests": args.memory_requests,
             "clients": 32,
-            "rss_before_mib": before,
-            "rss_after_mib": after,
-            "requests_per_s": memory["requests_per_s"],
-            "p99_ms": memory["p99_ms"],
-            "errors": memory["errors"],
+            "rss_mib": samples,
+            "requests_per_s": args.memory_requests / seconds,
+            "errors": errors,
         }
         print(
-            f"RSS before {before:.1f} MiB, after {args.memory_requests:,} more requests "
-            f"{after:.1f} MiB ({memory['requests_per_s']:,.0f} req/s, {memory['errors']} errors)"
+            f"RSS {' -> '.join(f'{v:.1f}' for v in samples)} MiB over {args.memory_requests:,} "
+            f"more requests ({args.memory_requests / seconds:,.0f} req/s, {errors} errors)"
         )
     finally:
         process.terminate()
