@@ -77,7 +77,8 @@ intersphinx_timeout = 1
 # What no inventory holds stays plain text (never a broken link): the rest of the
 # third-party names, and the private classes some public types are made of.
 _THIRD_PARTY = (
-    "numpy np npt keras tensorflow tf matplotlib PIL onnx onnxruntime tf2onnx ai_edge_litert"
+    "numpy np npt keras tensorflow tf matplotlib PIL onnx onnxruntime tf2onnx ai_edge_litert "
+    "starlette uvicorn"
 )
 nitpick_ignore_regex = [
     ("py:.*", rf"({_THIRD_PARTY.replace(' ', '|')})(\..*)?"),

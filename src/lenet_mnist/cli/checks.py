@@ -149,6 +149,20 @@ def _info(args: argparse.Namespace) -> None:
     del args  # no arguments
 
 
+def _serve(args: argparse.Namespace) -> None:
+    if not 0 <= args.port <= 65535:
+        raise ValueError(f"--port must be in 0..65535, got {args.port}")
+    if not 1 <= args.max_batch <= 4096:
+        raise ValueError(f"--max-batch must be in 1..4096, got {args.max_batch}")
+    if not args.host or any(c.isspace() for c in args.host):
+        raise ValueError(f"--host must be a host name or IP address, got {args.host!r}")
+    if args.model is not None:
+        check_existing_file(args.model, "model file")
+    import lenet_mnist.serve as serving
+
+    serving.require_serve_extra()  # the extra, before loading anything
+
+
 _CHECKS: Mapping[str, Callable[[argparse.Namespace], None]] = {
     "train": _train,
     "evaluate": _evaluate,
@@ -156,6 +170,7 @@ _CHECKS: Mapping[str, Callable[[argparse.Namespace], None]] = {
     "show": _show,
     "export": _export,
     "info": _info,
+    "serve": _serve,
 }
 
 

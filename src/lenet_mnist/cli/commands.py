@@ -278,6 +278,13 @@ def _cmd_info(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def _cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
+    import lenet_mnist.serve as serving
+
+    serving.serve(args.model, host=args.host, port=args.port, max_batch=args.max_batch, out=out)
+    return 0
+
+
 #: The function of each command, by name.
 COMMANDS: Mapping[str, Callable[[argparse.Namespace, TextIO], int]] = {
     "train": _cmd_train,
@@ -286,4 +293,5 @@ COMMANDS: Mapping[str, Callable[[argparse.Namespace, TextIO], int]] = {
     "show": _cmd_show,
     "export": _cmd_export,
     "info": _cmd_info,
+    "serve": _cmd_serve,
 }

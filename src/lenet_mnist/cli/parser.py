@@ -242,6 +242,37 @@ def _export_parser(commands: Any) -> None:
     _add_data_dir(export)
 
 
+def _serve_parser(commands: Any) -> None:
+    serve = commands.add_parser(
+        "serve",
+        help="serve a model over HTTP: a drawing page and TensorFlow Serving's REST API",
+        description="Serve a model over HTTP until Ctrl+C: a page to draw a digit on (GET /), "
+        "TensorFlow Serving's REST predict (POST /v1/models/lenet:predict), picture uploads "
+        "(POST /v1/images:predict) and Prometheus metrics (GET /metrics). Concurrent "
+        "requests are batched into one model call. Needs the serve extra.",
+    )
+    serve.add_argument(
+        "--model",
+        metavar="MODEL",
+        help="a .keras model file (default: the pretrained model shipped with lenet-mnist)",
+    )
+    serve.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0: the network)",
+    )
+    serve.add_argument(
+        "--port", type=int, default=8500, help="TCP port (default 8500; 0: any free port)"
+    )
+    serve.add_argument(
+        "--max-batch",
+        type=int,
+        default=64,
+        metavar="N",
+        help="most images per model call when requests are batched (1..4096, default 64)",
+    )
+
+
 def _info_parser(commands: Any) -> None:
     commands.add_parser(
         "info",
@@ -265,6 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
         _predict_parser,
         _show_parser,
         _export_parser,
+        _serve_parser,
         _info_parser,
     ):
         add(commands)
