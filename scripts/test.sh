@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The project's one test command (README: "Run the tests"): installs tox if needed and
-# runs every tox environment (the suite on Python 3.10-3.13, the oldest TensorFlow on the
+# runs every tox environment (the suite on Python 3.11-3.13, the oldest TensorFlow on the
 # oldest Python; lint, type, docs, pkg).
 set -euo pipefail
 cd "$(dirname "$0")/.."
